@@ -1,0 +1,1 @@
+"""Analysis: per-layer shapes, parameters, connections and multiply-adds."""

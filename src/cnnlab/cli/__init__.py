@@ -1,0 +1,1 @@
+"""The `cnnlab` command: argparse subcommands, each a thin function over the library."""

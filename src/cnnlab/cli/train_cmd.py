@@ -1,0 +1,175 @@
+"""`cnnlab train MODEL --data mnist`: train into a run directory, or resume one.
+
+Every setting left out comes from the model's recipe (`cnnlab models` lists the
+models; each family's docs give its recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import time
+from pathlib import Path
+
+from cnnlab.data.sources import SOURCES
+from cnnlab.errors import CnnlabError
+from cnnlab.registry import get_spec
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.losses import LOSSES
+from cnnlab.training.optimizers import OPTIMIZERS
+from cnnlab.training.schedules import SCHEDULES
+from cnnlab.training.trainer import Trainer
+
+EXAMPLE = """examples:
+  cnnlab train lenet5_1998 --data mnist
+  cnnlab train lenet5_modern --epochs 3 --limit-train 5000 --out runs/quick
+  cnnlab train lenet5_modern --model-arg norm=none --model-arg dropout=0.3
+  cnnlab train --resume runs/quick --epochs 6"""
+
+# settings that may change when a run is resumed: they do not alter what it computes
+RESUMABLE = {"epochs", "quiet", "device", "threads"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a model",
+        description=__doc__,
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", nargs="?", help="a registered model name")
+    p.add_argument("--data", choices=SOURCES, help="dataset (default mnist)")
+    p.add_argument("--data-dir", help="data folder (default $CNNLAB_DATA, else ~/.cache/cnnlab)")
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-batch-size", type=int)
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--momentum", type=float, help="SGD momentum, Adam's beta1")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument(
+        "--milestones",
+        type=lambda s: tuple(int(v) for v in s.split(",")),
+        help="multistep: epochs at which the rate drops, e.g. 10,15",
+    )
+    p.add_argument("--gamma", type=float, help="step/multistep: factor at each drop")
+    p.add_argument("--step-size", type=int, help="step: epochs between drops")
+    p.add_argument("--loss", choices=tuple(LOSSES))
+    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this")
+    p.add_argument("--seed", type=int, help="one seed for initialisation and data order")
+    p.add_argument("--val-split", type=int, help="hold out N training examples for validation")
+    p.add_argument("--limit-train", type=int, help="use the first N training examples")
+    p.add_argument("--limit-test", type=int, help="use the first N test examples")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a field of the model's config (repeatable)",
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
+    p.set_defaults(func=run)
+
+
+def parse_model_args(items: list[str]) -> dict[str, object]:
+    """['norm=batch', 'dropout=0.3'] -> {'norm': 'batch', 'dropout': 0.3}."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CnnlabError(f"--model-arg {item!r}: expected KEY=VALUE, for example norm=batch")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    names = (
+        "data",
+        "data_dir",
+        "epochs",
+        "batch_size",
+        "eval_batch_size",
+        "lr",
+        "optimizer",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "schedule",
+        "milestones",
+        "gamma",
+        "step_size",
+        "loss",
+        "grad_clip",
+        "seed",
+        "val_split",
+        "limit_train",
+        "limit_test",
+        "device",
+        "threads",
+        "quiet",
+    )
+    settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.model_arg:
+        settings["model_args"] = parse_model_args(args.model_arg)
+    return settings
+
+
+def _resume(args: argparse.Namespace, settings: dict[str, object]) -> tuple[TrainConfig, Path]:
+    run_dir = Path(args.resume)
+    config = run_dir / "config.json"
+    if not config.is_file():
+        raise CnnlabError(f"--resume {run_dir}: no config.json there, so not a cnnlab run")
+    fixed = sorted(set(settings) - RESUMABLE) + (["model"] if args.model else [])
+    if fixed:
+        raise CnnlabError(
+            f"--resume continues the run as configured; only --epochs, --quiet, --device and "
+            f"--threads may change, got {', '.join('--' + f.replace('_', '-') for f in fixed)}"
+        )
+    cfg = TrainConfig.from_json(config.read_text())
+    for key, value in settings.items():
+        setattr(cfg, key, value)
+    cfg.validate()
+    return cfg, run_dir
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.resume:
+        cfg, run_dir = _resume(args, settings)
+    else:
+        if not args.model:
+            raise CnnlabError("no model given: expected `cnnlab train MODEL` or --resume RUN_DIR")
+        spec = get_spec(args.model)
+        cfg = TrainConfig.from_recipe(args.model, spec.recipe, **settings)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(args.out or f"runs/{args.model}-{cfg.data}-{stamp}")
+        if (run_dir / "config.json").exists():
+            raise CnnlabError(
+                f"{run_dir} already holds a run: resume it with --resume {run_dir} "
+                "or choose another --out"
+            )
+        cfg.out = str(run_dir)
+    command = "cnnlab " + shlex.join(args.argv)
+    trainer = Trainer(cfg, run_dir, command)
+    if args.resume:
+        trainer.restore()
+        print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
+    result = trainer.fit()
+    final = result.final
+    print(
+        f"test top-1 error {final['test_top1_error']:.2%} after {final['epoch']} epochs, "
+        f"{result.wall_time_s:.1f} s of training"
+    )
+    print(f"report: {run_dir / 'report.md'}")
+    return 0

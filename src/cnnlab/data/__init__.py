@@ -1,0 +1,1 @@
+"""Datasets: file formats, sources, in-memory datasets, loaders and preprocessing."""

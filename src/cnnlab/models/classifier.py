@@ -1,0 +1,60 @@
+"""The interface every cnnlab model has (after timm's, without its indirection).
+
+- `forward(x)` returns logits, in training and evaluation alike.
+- `forward_features(x)` returns what the classifier reads, `forward_head(f)` the logits.
+- `num_features` is the width of that representation; `reset_classifier(n)`
+  replaces the classifier for `n` classes (transfer learning).
+- `stages` names, in forward order, the submodules whose outputs are the
+  network's feature maps (for feature-map plots, Grad-CAM, the summary).
+"""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+
+
+class Classifier(nn.Module, metaclass=ABCMeta):
+    """Base class: subclasses build their layers and set the attributes below."""
+
+    stages: tuple[str, ...] = ()
+    num_features: int = 0
+    num_classes: int = 0
+    in_chans: int = 1
+    input_size: tuple[int, int, int] = (1, 32, 32)  # the (C, H, W) the paper used
+    fixed_input_size: bool = True  # False where global pooling accepts larger inputs
+
+    @abstractmethod
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Input batch -> the representation the classifier reads."""
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.get_classifier()(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.output
+
+    @abstractmethod
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier with a fresh one for `num_classes` classes."""
+
+    def validate_input(self, shape: tuple[int, ...]) -> None:
+        """Raise a one-line error unless one example of `shape` (C, H, W) fits the model."""
+        c, h, w = self.input_size
+        if len(shape) != 3:
+            raise CnnlabError(f"input shape {tuple(shape)}: expected (C, H, W) like {(c, h, w)}")
+        if shape[0] != self.in_chans:
+            raise CnnlabError(
+                f"input has {shape[0]} channel(s) but the model expects {self.in_chans}"
+            )
+        if self.fixed_input_size and tuple(shape[1:]) != (h, w):
+            raise CnnlabError(
+                f"input size {shape[1]}x{shape[2]} does not fit: this model expects {h}x{w}"
+            )

@@ -1,0 +1,31 @@
+"""A model's default training recipe: what `cnnlab train MODEL` uses for every
+setting the command line leaves out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from cnnlab.data.preprocessing import Preprocessing
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Preprocessing, optimiser, schedule and length of a training run.
+
+    `note` says where the recipe departs from the paper it comes from.
+    """
+
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # constant | step | multistep | cosine | onecycle | lenet1998
+    epochs: int = 10
+    batch_size: int = 128
+    loss: str = "cross_entropy"  # cross_entropy | mse | rbf_map
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)

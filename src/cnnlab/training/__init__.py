@@ -1,0 +1,1 @@
+"""Training: losses, optimisers, schedules, metrics, the trainer and its run directory."""

@@ -1,0 +1,44 @@
+"""Top-k error and the confusion matrix, accumulated over batches."""
+
+from __future__ import annotations
+
+import torch
+
+
+class ClassificationMeter:
+    """Accumulates loss, top-1 and top-5 errors and a confusion matrix."""
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+        self.loss_sum = 0.0
+        self.top5_wrong = torch.zeros((), dtype=torch.int64, device=device)
+        self.count = 0
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor, loss: float | None = None) -> None:
+        logits, target = logits.detach(), target.detach()
+        n = target.shape[0]
+        pred = logits.argmax(dim=1)
+        flat = target * self.num_classes + pred
+        self.confusion += torch.bincount(flat, minlength=self.num_classes**2).view_as(
+            self.confusion
+        )
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        self.top5_wrong += (~(top == target[:, None]).any(dim=1)).sum()
+        if loss is not None:
+            self.loss_sum += loss * n
+        self.count += n
+
+    @property
+    def top1_error(self) -> float:
+        correct = self.confusion.diagonal().sum().item()
+        return 1.0 - correct / max(1, self.count)
+
+    @property
+    def top5_error(self) -> float:
+        return self.top5_wrong.item() / max(1, self.count)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(1, self.count)

@@ -1,0 +1,99 @@
+"""The human-readable end of a run: curves.png, confusion.png and report.md."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from cnnlab.atomic_file import write_text_atomically
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.metrics import ClassificationMeter
+from cnnlab.viz.confusion import plot_confusion
+from cnnlab.viz.curves import plot_curves
+
+if TYPE_CHECKING:
+    from cnnlab.training.trainer import RunResult
+
+
+def write_run_figures(
+    run_dir: Path, history: list[dict[str, Any]], test: ClassificationMeter, classes: list[str]
+) -> None:
+    plot_curves(history).savefig(run_dir / "curves.png", dpi=110)
+    title = f"test set, top-1 error {test.top1_error:.2%}"
+    plot_confusion(test.confusion, classes, title).savefig(run_dir / "confusion.png", dpi=110)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def _epoch_row(r: dict[str, Any]) -> str:
+    cells = [
+        str(r["epoch"]),
+        f"{r['train_loss']:.4f}",
+        _pct(r["train_top1_error"]),
+        _pct(r["val_top1_error"]),
+        _pct(r["test_top1_error"]),
+        _pct(r["test_top5_error"]),
+        f"{r['lr']:.3g}",
+        f"{r['images_per_s']:,.0f}",
+        f"{r['epoch_time_s']:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def write_run_report(
+    run_dir: Path,
+    cfg: TrainConfig,
+    result: RunResult,
+    commands: list[str],
+    model: torch.nn.Module,
+) -> None:
+    """report.md: the model, the data, the final metrics, the wall time, the commands."""
+    final = result.final
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    device = next(model.parameters()).device
+    model_args = f" with {cfg.model_args}" if cfg.model_args else ""
+    limit = f"first {cfg.limit_train:,} " if cfg.limit_train else ""
+    wall = result.wall_time_s
+    lines = [
+        f"# Run report: {cfg.model} on {cfg.data}",
+        "",
+        *[f"Command: `{c}`" for c in commands],
+        "",
+        "## Result",
+        f"- Test top-1 error: **{_pct(final.get('test_top1_error'))}** "
+        f"(top-5: {_pct(final.get('test_top5_error'))}) after {final.get('epoch', 0)} epochs",
+        f"- Training wall time: {wall:.1f} s ({wall / 60:.1f} min) on {device}, "
+        f"{torch.get_num_threads()} CPU threads",
+        f"- Machine: {platform.machine()} {platform.system()}, PyTorch {torch.__version__}",
+        "",
+        "## Model and data",
+        f"- Model: `{cfg.model}`{model_args}, {params:,} trainable parameters",
+        f"- Data: {cfg.data}, {limit}training examples, validation split {cfg.val_split}",
+        f"- Preprocessing: {cfg.preprocessing.mode}, padded to {cfg.preprocessing.pad_to or '-'}",
+        f"- Optimiser: {cfg.optimizer}, lr {cfg.lr}, momentum {cfg.momentum}, "
+        f"weight decay {cfg.weight_decay}; schedule {cfg.schedule}; batch {cfg.batch_size}; "
+        f"loss {cfg.loss}; seed {cfg.seed}",
+        *([f"- Recipe note: {cfg.recipe_note}"] if cfg.recipe_note else []),
+        "",
+        "## Per epoch",
+        "Training error is measured on the fly during each epoch, in training mode.",
+        "",
+        "| epoch | train loss | train err | val err | test err | test top-5 | last lr | img/s "
+        "| time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *map(_epoch_row, result.history),
+        "",
+        "![curves](curves.png)",
+        "",
+        "![confusion matrix](confusion.png)",
+        "",
+        "Files: `config.json`, `metrics.csv`, `checkpoints/best.safetensors` (best by "
+        f"{'validation' if cfg.val_split else 'test'} error), `checkpoints/last.safetensors`, "
+        "`checkpoints/last.state.pt`.",
+    ]
+    write_text_atomically(run_dir / "report.md", "\n".join(lines) + "\n")

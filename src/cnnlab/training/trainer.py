@@ -1,0 +1,290 @@
+"""The training loop, written out in full, and the run directory it fills.
+
+A run directory holds config.json (the resolved settings), metrics.csv (one row
+per epoch), checkpoints/{last,best}.safetensors plus last.state.pt (optimiser,
+schedule, RNG and progress, for `--resume`), curves.png, confusion.png and
+report.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from cnnlab.atomic_file import write_text_atomically
+from cnnlab.checkpoint import (
+    CheckpointMeta,
+    load_training_state,
+    read_checkpoint,
+    save_checkpoint,
+    save_training_state,
+)
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.loader import BatchLoader
+from cnnlab.data.sources import DIGIT_SOURCES, load_dataset
+from cnnlab.device import resolve_device
+from cnnlab.errors import CnnlabError
+from cnnlab.models.classifier import Classifier
+from cnnlab.registry import create_model
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.evaluate import evaluate
+from cnnlab.training.losses import create_loss
+from cnnlab.training.metrics import ClassificationMeter
+from cnnlab.training.optimizers import create_optimizer
+from cnnlab.training.run_report import write_run_figures, write_run_report
+from cnnlab.training.schedules import ScheduleFactor, create_schedule
+
+METRIC_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_top1_error",
+    "train_top5_error",
+    "val_top1_error",
+    "val_top5_error",
+    "test_loss",
+    "test_top1_error",
+    "test_top5_error",
+    "lr",
+    "images_per_s",
+    "epoch_time_s",
+)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports back."""
+
+    run_dir: Path
+    history: list[dict[str, Any]]
+    wall_time_s: float
+    test_meter: ClassificationMeter | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+class Trainer:
+    """Trains `cfg.model` on `cfg.data` into `run_dir`; `fit()` runs or resumes it."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, command: str = "") -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.commands = [command] if command else []
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)  # one seed: initialisation, dropout, data order
+        self.train_set, self.val_set, self.test_set = self._datasets()
+        self.classes = list(self.train_set.classes)
+        c, h, w = self.train_set.image_shape
+        self.model: Classifier = create_model(
+            cfg.model, num_classes=len(self.classes), in_chans=c, **cfg.model_args
+        ).to(self.device)
+        self.model.validate_input((c, *cfg.preprocessing.input_size(h, w)))
+        self.train_loader = self._loader(self.train_set, cfg.batch_size, shuffle=True)
+        self.optimizer = create_optimizer(
+            cfg.optimizer,
+            self.model.parameters(),
+            cfg.lr,
+            cfg.momentum,
+            cfg.nesterov,
+            cfg.weight_decay,
+        )
+        factor = ScheduleFactor(
+            cfg.schedule,
+            cfg.epochs,
+            len(self.train_loader),
+            cfg.gamma,
+            cfg.step_size,
+            tuple(cfg.milestones),
+        )
+        self.scheduler = create_schedule(self.optimizer, factor)
+        self.loss_fn = create_loss(cfg.loss)
+        self.history: list[dict[str, Any]] = []
+        self.best_error = math.inf
+        self.start_epoch = 0
+        self.elapsed_s = 0.0
+
+    def _datasets(self) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
+        cfg = self.cfg
+        train, test = load_dataset(cfg.data, cfg.data_dir)
+        if cfg.limit_train is not None:
+            train = train.subset(slice(0, cfg.limit_train))
+        if cfg.limit_test is not None:
+            test = test.subset(slice(0, cfg.limit_test))
+        val = None
+        if cfg.val_split:
+            train, val = train.split(cfg.val_split, cfg.seed)
+        return train, val, test
+
+    def _loader(self, dataset: ImageDataset, batch_size: int, shuffle: bool) -> BatchLoader:
+        return BatchLoader(
+            dataset,
+            batch_size,
+            self.cfg.preprocessing,
+            shuffle=shuffle,
+            seed=self.cfg.seed,
+            device=self.device,
+        )
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _meta(self, epoch: int, metrics: dict[str, Any]) -> CheckpointMeta:
+        return CheckpointMeta(
+            model=self.cfg.model,
+            num_classes=len(self.classes),
+            in_chans=self.model.in_chans,
+            preprocessing=self.cfg.preprocessing,
+            classes=self.classes,
+            image_shape=self.train_set.image_shape,
+            model_args=dict(self.cfg.model_args),
+            dataset=self.cfg.data,
+            digits=self.cfg.data in DIGIT_SOURCES,
+            metrics=metrics,
+            epoch=epoch,
+        )
+
+    def _save(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
+        ckpt = self.run_dir / "checkpoints"
+        meta = self._meta(epoch, metrics)
+        if is_best:
+            save_checkpoint(ckpt / "best.safetensors", self.model, meta)
+        save_checkpoint(ckpt / "last.safetensors", self.model, meta)
+        state = {
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "best_error": self.best_error,
+            "elapsed_s": self.elapsed_s,
+            "history": self.history,
+            "commands": self.commands,
+        }
+        save_training_state(ckpt / "last.state.pt", state)
+
+    def restore(self) -> None:
+        """Continue from the run directory's last checkpoint, exactly where it stopped."""
+        ckpt = self.run_dir / "checkpoints"
+        tensors, _ = read_checkpoint(ckpt / "last.safetensors")
+        state = load_training_state(ckpt / "last.state.pt")
+        self.model.load_state_dict(tensors)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.start_epoch = state["epoch"]
+        self.best_error = state["best_error"]
+        self.elapsed_s = state["elapsed_s"]
+        self.history = list(state["history"])
+        self.commands = list(state["commands"]) + self.commands
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _train_epoch(self, epoch: int) -> tuple[ClassificationMeter, float, float]:
+        """One pass over the training set: its meter, images per second, the last step's rate."""
+        self.model.train()
+        self.train_loader.set_epoch(epoch)
+        meter = ClassificationMeter(len(self.classes), device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        start, seen = time.perf_counter(), 0
+        bar = tqdm(
+            self.train_loader,
+            desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=self.cfg.quiet,
+            dynamic_ncols=True,
+        )
+        for step, (x, y) in enumerate(bar):
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach() * y.shape[0]
+            meter.update(logits, y)  # running error, measured in training mode
+            seen += y.shape[0]
+            if not self.cfg.quiet and step % 20 == 0:
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:,.0f}")
+        mean_loss = (loss_sum / max(1, seen)).item()
+        if not math.isfinite(mean_loss):
+            raise CnnlabError(
+                f"the training loss became {mean_loss} in epoch {epoch + 1}: try a lower "
+                "--lr or --grad-clip; the last good checkpoint is kept"
+            )
+        meter.loss_sum = mean_loss * seen
+        return meter, seen / max(time.perf_counter() - start, 1e-9), lr
+
+    def fit(self) -> RunResult:
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(self.run_dir / "config.json", cfg.to_json())
+        test_loader = self._loader(self.test_set, cfg.eval_batch_size, shuffle=False)
+        val_loader = self.val_set and self._loader(self.val_set, cfg.eval_batch_size, False)
+        test_meter = None
+        for epoch in range(self.start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            train_meter, rate, lr = self._train_epoch(epoch)
+            val = val_loader and evaluate(self.model, val_loader, len(self.classes))
+            test_meter = evaluate(self.model, test_loader, len(self.classes), self.loss_fn)
+            epoch_time = time.perf_counter() - t0
+            self.elapsed_s += epoch_time
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_meter.loss,
+                "train_top1_error": train_meter.top1_error,
+                "train_top5_error": train_meter.top5_error,
+                "val_top1_error": val.top1_error if val else None,
+                "val_top5_error": val.top5_error if val else None,
+                "test_loss": test_meter.loss,
+                "test_top1_error": test_meter.top1_error,
+                "test_top5_error": test_meter.top5_error,
+                "lr": lr,
+                "images_per_s": rate,
+                "epoch_time_s": epoch_time,
+            }
+            self.history.append(row)
+            selection = row["val_top1_error"] if val else row["test_top1_error"]
+            is_best = selection < self.best_error
+            self.best_error = min(self.best_error, selection)
+            self._write_metrics()
+            self._save(epoch + 1, row, is_best)
+            self._print_epoch(row)
+        if test_meter is None:  # resumed a run that had already finished
+            test_meter = evaluate(self.model, test_loader, len(self.classes), self.loss_fn)
+        result = RunResult(self.run_dir, self.history, self.elapsed_s, test_meter)
+        write_run_figures(self.run_dir, self.history, test_meter, self.classes)
+        write_run_report(self.run_dir, cfg, result, self.commands, self.model)
+        return result
+
+    def _write_metrics(self) -> None:
+        path = self.run_dir / "metrics.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.history)
+
+    def _print_epoch(self, row: dict[str, Any]) -> None:
+        val = f"  val err {row['val_top1_error']:.2%}" if row["val_top1_error"] is not None else ""
+        print(
+            f"epoch {row['epoch']:>3}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
+            f"train err {row['train_top1_error']:.2%}{val}  test err {row['test_top1_error']:.2%} "
+            f"(top-5 {row['test_top5_error']:.2%})  lr {row['lr']:.3g}  "
+            f"{row['images_per_s']:,.0f} img/s  {row['epoch_time_s']:.1f} s",
+            flush=True,
+        )

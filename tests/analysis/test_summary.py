@@ -1,0 +1,39 @@
+"""The per-layer summary agrees with torch.utils.flop_counter and counts parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab import create_model, list_models
+from cnnlab.analysis.summary import summarize
+from cnnlab.errors import CnnlabError
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_macs_agree_with_flop_counter(name):
+    model = create_model(name).eval()
+    summary = summarize(model)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, *model.input_size))
+    assert summary.total["macs"] == counter.get_total_flops() // 2
+    assert summary.total["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_depth_expands_blocks_into_their_layers():
+    rows = summarize(create_model("lenet5_modern"), depth=2).layers
+    names = [r.name for r in rows]
+    assert "c1.0" in names and "c1.1" in names  # the convolution and its batch norm
+    assert sum(r.params for r in rows) == 61_990
+
+
+def test_summary_refuses_an_input_that_does_not_fit():
+    with pytest.raises(CnnlabError, match="28x28 does not fit"):
+        summarize(create_model("lenet5"), (1, 28, 28))
+
+
+def test_summary_leaves_the_model_mode_alone():
+    model = create_model("lenet5_modern").train()
+    summarize(model)
+    assert model.training

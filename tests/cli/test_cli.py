@@ -1,0 +1,174 @@
+"""The `cnnlab` command end to end, on a slice of real MNIST."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.cli.main import main
+from cnnlab.data.mnist import load_mnist
+from cnnlab.data.sources import load_dataset
+from cnnlab.errors import DataError
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, mnist_data_dir):
+    """One short lenet5_modern run shared by the tests below."""
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    code = main(
+        [
+            "train",
+            "lenet5_modern",
+            "--data-dir",
+            str(mnist_data_dir),
+            "--epochs",
+            "1",
+            "--limit-train",
+            "12000",
+            "--limit-test",
+            "1000",
+            "--out",
+            str(run_dir),
+            "--quiet",
+            "--seed",
+            "1",
+        ]
+    )
+    assert code == 0
+    return run_dir
+
+
+def test_train_writes_a_run_and_prints_where_the_report_is(trained_run, capsys):
+    assert (trained_run / "report.md").is_file()
+    assert json.loads((trained_run / "config.json").read_text())["limit_train"] == 12000
+
+
+def test_eval_json_reports_errors_as_fractions(trained_run, mnist_data_dir, capsys):
+    code, out, _ = run(
+        capsys,
+        "eval",
+        str(trained_run),
+        "--data-dir",
+        str(mnist_data_dir),
+        "--limit",
+        "1000",
+        "--format",
+        "json",
+    )
+    result = json.loads(out)
+    assert code == 0 and result["examples"] == 1000
+    assert 0 <= result["top5_error"] <= result["top1_error"] < 0.1
+    metrics = json.loads((trained_run / "config.json").read_text())
+    assert metrics["model"] == "lenet5_modern"
+
+
+def test_predict_reads_image_files_like_mnist_digits(trained_run, mnist_data_dir, tmp_path, capsys):
+    _, test = load_mnist(mnist_data_dir)
+    paths = []
+    for i in range(12):  # black ink on white paper, 5x larger, as a user would draw it
+        digit = 255 - test.images[1000 + i, 0].numpy()
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(digit).resize((140, 140), Image.BICUBIC).convert("RGB").save(path)
+        paths.append(str(path))
+    code, out, _ = run(capsys, "predict", str(trained_run), *paths, "--format", "json")
+    results = json.loads(out)
+    assert code == 0 and [r["image"] for r in results] == paths
+    top = results[0]["top"]
+    assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"]
+    correct = sum(
+        r["top"][0]["class"] == str(int(test.labels[1000 + i])) for i, r in enumerate(results)
+    )
+    assert correct >= 10
+
+
+def test_summary_json_has_the_documented_shape(capsys):
+    code, out, _ = run(capsys, "summary", "lenet5_1998", "--format", "json")
+    summary = json.loads(out)
+    assert code == 0 and summary["model"] == "lenet5_1998" and summary["input"] == [1, 32, 32]
+    assert set(summary["layers"][0]) == {
+        "name",
+        "type",
+        "output_shape",
+        "params",
+        "connections",
+        "macs",
+    }
+    assert summary["total"]["connections"] == 340_908
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv"])
+def test_summary_text_formats(capsys, fmt):
+    code, out, _ = run(capsys, "summary", "lenet5", "--format", fmt)
+    assert code == 0 and ("61,706" in out or "61706" in out)
+
+
+def test_models_json_lists_every_model(capsys):
+    code, out, _ = run(capsys, "models", "--format", "json")
+    assert code == 0 and {m["name"] for m in json.loads(out)} >= {"lenet5", "lenet5_1998"}
+
+
+def test_data_verify_passes_on_the_real_files(mnist_data_dir, capsys):
+    code, out, _ = run(capsys, "data", "verify", "mnist", "--data-dir", str(mnist_data_dir))
+    assert code == 0 and "all files verified" in out
+
+
+def _one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("cnnlab: error:"), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_user_mistakes_exit_2_with_one_line(trained_run, tmp_path, capsys):
+    _one_line_error(*run(capsys, "summary", "lenet6")[::2], "lenet6", "did you mean")
+    _one_line_error(*run(capsys, "summary", "lenet5", "--input", "1x28x28")[::2], "28x28")
+    _one_line_error(*run(capsys, "summary", "lenet5", "--input", "big")[::2], "CxHxW")
+    _one_line_error(*run(capsys, "eval", str(tmp_path / "nope"))[::2], "nope")
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    _one_line_error(*run(capsys, "predict", str(trained_run), str(bad))[::2], "bad.png")
+    pickled = tmp_path / "model.safetensors"
+    torch.save({"w": torch.zeros(1)}, pickled)
+    _one_line_error(*run(capsys, "eval", str(pickled))[::2], "pickle")
+    _one_line_error(
+        *run(capsys, "train", "lenet5", "--out", str(trained_run))[::2], "already holds a run"
+    )
+    _one_line_error(*run(capsys, "train", "--resume", str(trained_run), "--lr", "0.1")[::2], "--lr")
+    _one_line_error(*run(capsys, "train", "lenet5", "--model-arg", "norm")[::2], "KEY=VALUE")
+
+
+def test_missing_dataset_fails_verification_and_says_where_to_put_it(tmp_path, capsys):
+    code, out, _ = run(capsys, "data", "verify", "mnist", "--data-dir", str(tmp_path))
+    assert code == 2 and "FAILED" in out
+    with pytest.raises(DataError, match=str(tmp_path / "mnist")):
+        load_dataset("mnist", tmp_path, download=False)
+
+
+def test_resume_continues_a_finished_run_with_more_epochs(trained_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    code, out, _ = run(capsys, "train", "--resume", str(copy), "--epochs", "2", "--quiet")
+    assert code == 0 and "resuming" in out and "after 2 epochs" in out
+
+
+def test_python_dash_m_and_help_work():
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and "example" in result.stdout

@@ -1,0 +1,81 @@
+"""Checkpoints: a round trip rebuilds the model; unsafe or broken files are refused."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from cnnlab import create_model
+from cnnlab.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from cnnlab.data.preprocessing import Preprocessing
+from cnnlab.errors import CheckpointError
+
+
+def _meta(**kw) -> CheckpointMeta:
+    base = dict(
+        model="lenet5_modern",
+        num_classes=10,
+        in_chans=1,
+        preprocessing=Preprocessing(pad_to=32),
+        classes=[str(i) for i in range(10)],
+        image_shape=(1, 28, 28),
+        model_args={"dropout": 0.2},
+        dataset="mnist",
+        digits=True,
+        metrics={"test_top1_error": 0.01},
+    )
+    base.update(kw)
+    return CheckpointMeta(**base)
+
+
+def test_round_trip_rebuilds_the_same_model_and_metadata(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("lenet5_modern", dropout=0.2).eval()
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, _meta())
+    loaded, meta = load_checkpoint(path)
+    x = torch.randn(4, 1, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+    assert meta == _meta() and loaded.cfg.dropout == 0.2
+
+
+def test_a_pickle_file_is_refused_without_being_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.safetensors"
+    torch.save({"x": Payload()}, path)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path):
+    model = create_model("lenet5")
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, model, _meta(model="lenet5", model_args={}))
+    data = path.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=re.escape("cut.safetensors")):
+        load_checkpoint(tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_weights_for_another_architecture_are_refused(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5_1998", model_args={}))
+    with pytest.raises(CheckpointError, match="do not fit lenet5_1998"):
+        load_checkpoint(path)
+
+
+def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
+    save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
