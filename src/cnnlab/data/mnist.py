@@ -11,6 +11,7 @@ because mirrors serve the same content under different gzip encodings.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from cnnlab.data.idx import read_idx
 from cnnlab.errors import DataError
 
 ENV_VAR = "CNNLAB_DATA"
+log = logging.getLogger(__name__)
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -142,6 +144,7 @@ def _locate(
     for i, name in enumerate(missing):
         dest = folder / f"{name}.gz"
         urls = [f"{base.rstrip('/')}/{name}.gz" for base in mirrors]
+        log.info("downloading %s.gz into %s", name, folder)
         try:
             paths[name] = download_file(urls, dest, md5s[name])
         except DataError as e:
