@@ -29,8 +29,8 @@ from cnnlab.training.trainer import Trainer
 
 TARGETS = {  # model -> (target test error, where it comes from)
     "lenet5_1998": (0.0095, "LeCun et al. 1998, Section III-C: 0.95% without distortions"),
-    "lenet5_modern": (0.008, "cnnlab's own target for the modern variant"),
-    "lenet5": (0.012, "cnnlab's own target for the lecture-table variant"),
+    "lenet5_modern": (0.008, "cnnlab (foundation issue) for the modern variant"),
+    "lenet5": (0.012, "cnnlab for the lecture-table variant"),
 }
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -97,7 +97,7 @@ def write_markdown(rows: list[dict], info: dict, path: Path) -> None:
             f"{'yes' if r['met'] else 'NO'} | {r['training_time_s'] / 60:.1f} min | "
             f"{r['median_images_per_s']:,.0f} |"
         )
-    lines += ["", *[f"- {r['model']}: target from {r['target_source']}" for r in rows], ""]
+    lines += ["", *[f"- {r['model']}: target set by {r['target_source']}" for r in rows], ""]
     path.write_text("\n".join(lines))
 
 
