@@ -62,7 +62,9 @@ def write_run_report(
     lines = [
         f"# Run report: {cfg.model} on {cfg.data}",
         "",
-        *[f"Command: `{c}`" for c in commands],
+        "Commands that made this run:",
+        "",
+        *[f"- `{c}`" for c in commands or ["(a library call)"]],
         "",
         "## Result",
         f"- Test top-1 error: **{_pct(final.get('test_top1_error'))}** "
