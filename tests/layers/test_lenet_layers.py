@@ -42,17 +42,30 @@ def test_c3_table_is_the_papers_table_one():
     assert sum(len(row) for row in LENET5_C3_TABLE) == 60  # 60 kernels: 1,500 weights
 
 
-def test_connection_table_conv_equals_dense_convolution_with_zeroed_links():
+def test_connection_table_conv_sums_only_the_tables_input_maps():
     torch.manual_seed(0)
     conv = ConnectionTableConv2d(6, LENET5_C3_TABLE, 5)
     with torch.no_grad():
         conv.bias.normal_()
     x = torch.randn(3, 6, 14, 14)
+    kernels = {}  # (output map, input map) -> 5x5 kernel, read from the grouped parameters
+    for n_in, weight in zip(conv.group_sizes, conv.weights):
+        maps = [o for o, row in enumerate(LENET5_C3_TABLE) if len(row) == n_in]
+        for j, o in enumerate(maps):
+            for slot, i in enumerate(LENET5_C3_TABLE[o]):
+                kernels[o, i] = weight[j, slot]
+    expected = torch.stack(
+        [
+            sum(F.conv2d(x[:, i : i + 1], kernels[o, i][None, None]) for i in row)[:, 0]
+            + conv.bias[o]
+            for o, row in enumerate(LENET5_C3_TABLE)
+        ],
+        dim=1,
+    )
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
     dense = conv.dense_weight
     for o, row in enumerate(LENET5_C3_TABLE):
-        unused = [i for i in range(6) if i not in row]
-        assert dense[o, unused].abs().sum() == 0
-    torch.testing.assert_close(conv(x), F.conv2d(x, dense, conv.bias), rtol=1e-5, atol=1e-5)
+        assert dense[o, [i for i in range(6) if i not in row]].abs().sum() == 0
 
 
 def test_connection_table_conv_counts_only_the_tables_links():

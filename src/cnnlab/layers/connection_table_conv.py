@@ -8,11 +8,11 @@ table, column by column.
 Only the table's kernels are parameters (C3: 60 kernels, 1,516 parameters with
 the biases), stored per fan-in group. The forward pass scatters them into a dense
 (out, in, k, k) kernel with zeros where the table has no link and runs one
-ordinary convolution: on CPU that is about ten times faster, forward and
-backward, than gathering the inputs for grouped convolutions of 3, 4 and 6
-channels. It therefore executes (and torch.utils.flop_counter counts) the dense
-multiply-adds, while `cost()` reports the table's, which is what the paper and
-`cnnlab summary` count.
+ordinary convolution, which on CPU is several times faster, forward and
+backward, than grouped convolutions of 3, 4 and 6 gathered channels
+(benchmarks/c3_connection_table.py measures both). It therefore executes (and
+torch.utils.flop_counter counts) the dense multiply-adds, while `cost()` reports
+the table's, which is what the paper and `cnnlab summary` count.
 """
 
 from __future__ import annotations
