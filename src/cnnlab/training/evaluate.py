@@ -19,7 +19,7 @@ def evaluate(
     meter = ClassificationMeter(num_classes, device=loader.device)
     for x, y in loader:
         logits = model(x)
-        loss = loss_fn(logits, y).item() if loss_fn is not None else None
+        loss = loss_fn(logits, y) if loss_fn is not None else None
         meter.update(logits, y, loss)
     model.train(was_training)
     return meter

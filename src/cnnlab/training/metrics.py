@@ -11,11 +11,14 @@ class ClassificationMeter:
     def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
         self.num_classes = num_classes
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
-        self.loss_sum = 0.0
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed per example
         self.top5_wrong = torch.zeros((), dtype=torch.int64, device=device)
         self.count = 0
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor, loss: float | None = None) -> None:
+    def update(
+        self, logits: torch.Tensor, target: torch.Tensor, loss: torch.Tensor | float | None = None
+    ) -> None:
+        """Add a batch; `loss` is the batch's mean loss (kept on the device, no sync)."""
         logits, target = logits.detach(), target.detach()
         n = target.shape[0]
         pred = logits.argmax(dim=1)
@@ -27,7 +30,7 @@ class ClassificationMeter:
         top = logits.topk(k, dim=1).indices
         self.top5_wrong += (~(top == target[:, None]).any(dim=1)).sum()
         if loss is not None:
-            self.loss_sum += loss * n
+            self.loss_sum += torch.as_tensor(loss).detach().to(self.loss_sum) * n
         self.count += n
 
     @property
@@ -41,4 +44,4 @@ class ClassificationMeter:
 
     @property
     def loss(self) -> float:
-        return self.loss_sum / max(1, self.count)
+        return self.loss_sum.item() / max(1, self.count)

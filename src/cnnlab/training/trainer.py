@@ -195,7 +195,6 @@ class Trainer:
         self.model.train()
         self.train_loader.set_epoch(epoch)
         meter = ClassificationMeter(len(self.classes), device=self.device)
-        loss_sum = torch.zeros((), device=self.device)
         start, seen = time.perf_counter(), 0
         bar = tqdm(
             self.train_loader,
@@ -215,19 +214,17 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.scheduler.step()
-            loss_sum += loss.detach() * y.shape[0]
-            meter.update(logits, y)  # running error, measured in training mode
+            meter.update(logits, y, loss)  # running loss and error, in training mode
             seen += y.shape[0]
             if not self.cfg.quiet and step % 20 == 0:
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:,.0f}")
-        mean_loss = (loss_sum / max(1, seen)).item()
+        mean_loss = meter.loss
         if not math.isfinite(mean_loss):
             raise CnnlabError(
                 f"the training loss became {mean_loss} in epoch {epoch + 1}: try a lower "
                 "--lr or --grad-clip; the last good checkpoint is kept"
             )
-        meter.loss_sum = mean_loss * seen
         return meter, seen / max(time.perf_counter() - start, 1e-9), lr
 
     def fit(self) -> RunResult:
