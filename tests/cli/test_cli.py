@@ -164,6 +164,17 @@ def test_resume_continues_a_finished_run_with_more_epochs(trained_run, tmp_path,
     assert code == 0 and "resuming" in out and "after 2 epochs" in out
 
 
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it(
+    trained_run, tmp_path, capsys
+):
+    copy = tmp_path / "early"
+    copy.mkdir()
+    shutil.copy(trained_run / "config.json", copy / "config.json")
+    code, out, _ = run(capsys, "train", "--resume", str(copy), "--quiet")
+    assert code == 0 and "starting it from the beginning" in out
+    assert (copy / "checkpoints" / "last.safetensors").is_file()
+
+
 def test_python_dash_m_and_help_work():
     result = subprocess.run(
         [sys.executable, "-m", "cnnlab", "train", "--help"],

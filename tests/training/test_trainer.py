@@ -79,8 +79,7 @@ def test_resumed_run_equals_an_uninterrupted_one_bit_for_bit(mnist_env, tmp_path
         with pytest.raises(_Crash):
             Trainer(cfg, tmp_path / "cut").fit()
     resumed = Trainer(cfg, tmp_path / "cut")
-    resumed.restore()
-    assert resumed.start_epoch == 1
+    assert resumed.restore() and resumed.start_epoch == 1
     resumed.fit()
     whole = load_file(tmp_path / "whole" / "checkpoints" / "last.safetensors")
     cut = load_file(tmp_path / "cut" / "checkpoints" / "last.safetensors")

@@ -163,8 +163,10 @@ def run(args: argparse.Namespace) -> int:
     command = "cnnlab " + shlex.join(args.argv)
     trainer = Trainer(cfg, run_dir, command)
     if args.resume:
-        trainer.restore()
-        print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
+        if trainer.restore():
+            print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
+        else:
+            print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
     result = trainer.fit()
     final = result.final
     print(

@@ -171,12 +171,22 @@ class Trainer:
         }
         save_training_state(ckpt / "last.state.pt", state)
 
-    def restore(self) -> None:
-        """Continue from the run directory's last checkpoint, exactly where it stopped."""
+    def restore(self) -> bool:
+        """Continue from the run directory's last checkpoint, exactly where it stopped.
+
+        Returns False, changing nothing, when the run stopped before its first checkpoint.
+        """
         ckpt = self.run_dir / "checkpoints"
+        if not (ckpt / "last.state.pt").is_file():
+            return False
         tensors, _ = read_checkpoint(ckpt / "last.safetensors")
         state = load_training_state(ckpt / "last.state.pt")
-        self.model.load_state_dict(tensors)
+        try:
+            self.model.load_state_dict(tensors)
+        except RuntimeError:
+            raise CnnlabError(
+                f"{ckpt / 'last.safetensors'}: its weights do not fit the run's config.json"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
@@ -187,6 +197,7 @@ class Trainer:
         self.elapsed_s = state["elapsed_s"]
         self.history = list(state["history"])
         self.commands = list(state["commands"]) + self.commands
+        return True
 
     # -- the loop ----------------------------------------------------------------------
 
