@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from cnnlab.data.sources import SOURCES
@@ -94,31 +95,9 @@ def parse_model_args(items: list[str]) -> dict[str, object]:
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
-    names = (
-        "data",
-        "data_dir",
-        "epochs",
-        "batch_size",
-        "eval_batch_size",
-        "lr",
-        "optimizer",
-        "momentum",
-        "nesterov",
-        "weight_decay",
-        "schedule",
-        "milestones",
-        "gamma",
-        "step_size",
-        "loss",
-        "grad_clip",
-        "seed",
-        "val_split",
-        "limit_train",
-        "limit_test",
-        "device",
-        "threads",
-        "quiet",
-    )
+    """The TrainConfig fields the command line set (every flag is named after its field)."""
+    names = [f.name for f in fields(TrainConfig) if f.name not in ("model", "out")]
+    names = [n for n in names if hasattr(args, n)]
     settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.model_arg:
         settings["model_args"] = parse_model_args(args.model_arg)
