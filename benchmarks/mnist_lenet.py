@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -84,8 +85,8 @@ def write_markdown(rows: list[dict], info: dict, path: Path) -> None:
         "",
         f"Machine: {info['cores']} cores, {info['torch_threads']} PyTorch threads, "
         f"PyTorch {info['torch']}, Python {info['python']}, {info['date']}.",
-        "Command: `python benchmarks/mnist_lenet.py` (final epoch's test error; "
-        "no model selection on the test set).",
+        f"Command: `{shlex.join(['python', 'benchmarks/mnist_lenet.py', *sys.argv[1:]])}` "
+        "(the final epoch's test error, not the best epoch's).",
         "",
         "| model | epochs | batch | optimiser | test error | target | met | train time | img/s |",
         "|---|---:|---:|---|---:|---:|---|---:|---:|",
