@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/datasets/mnist),)
 export CNNLAB_DATA ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/mnist_lenet.py
+
+docs: $(STAMP)
+	$(BIN)/python tools/models_doc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

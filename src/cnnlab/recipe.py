@@ -22,6 +22,9 @@ class Recipe:
     nesterov: bool = False
     weight_decay: float = 0.0
     schedule: str = "cosine"  # constant | step | multistep | cosine | onecycle | lenet1998
+    milestones: tuple[int, ...] = ()  # multistep: epochs at which the rate drops
+    gamma: float = 0.1  # step and multistep: the factor at each drop
+    step_size: int = 30  # step: epochs between drops
     epochs: int = 10
     batch_size: int = 128
     loss: str = "cross_entropy"  # cross_entropy | mse | rbf_map

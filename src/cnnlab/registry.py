@@ -15,11 +15,30 @@ from types import ModuleType
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models import lenet
+from cnnlab.models import (
+    alexnet,
+    densenet,
+    googlenet,
+    lenet,
+    mobilenet,
+    resnet,
+    shufflenet,
+    vgg,
+)
 from cnnlab.models.classifier import Classifier
+from cnnlab.models.variant import PaperFigure, Variant
 from cnnlab.recipe import Recipe
 
-FAMILIES: tuple[ModuleType, ...] = (lenet,)
+FAMILIES: tuple[ModuleType, ...] = (
+    lenet,
+    alexnet,
+    vgg,
+    googlenet,
+    resnet,
+    densenet,
+    mobilenet,
+    shufflenet,
+)
 
 
 @dataclass(frozen=True)
@@ -28,10 +47,33 @@ class ModelSpec:
 
     name: str
     family: str
-    description: str
-    recipe: Recipe
-    config: Any  # the family's frozen config dataclass for this variant
+    variant: Variant
     family_module: ModuleType
+
+    @property
+    def description(self) -> str:
+        return self.variant.description
+
+    @property
+    def recipe(self) -> Recipe:
+        return self.variant.recipe
+
+    @property
+    def config(self) -> Any:
+        """The family's frozen config dataclass for this variant."""
+        return self.variant.config
+
+    @property
+    def num_classes(self) -> int:
+        return self.variant.num_classes
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return self.variant.input_size
+
+    @property
+    def published(self) -> tuple[PaperFigure, ...]:
+        return self.variant.published
 
     @property
     def paper(self) -> str:
@@ -43,10 +85,10 @@ def _collect() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
     for module in FAMILIES:
         family = module.__name__.rsplit(".", 1)[-1]
-        for name, (config, recipe, description) in module.VARIANTS.items():
+        for name, variant in module.VARIANTS.items():
             if name in specs:
                 raise RuntimeError(f"model name {name!r} is registered twice")
-            specs[name] = ModelSpec(name, family, description, recipe, config, module)
+            specs[name] = ModelSpec(name, family, variant, module)
     return specs
 
 
@@ -68,10 +110,16 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def create_model(
-    name: str, num_classes: int = 10, in_chans: int = 1, **overrides: Any
+    name: str, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any
 ) -> Classifier:
-    """Build model `name`; `overrides` set fields of its family's config dataclass."""
+    """Build model `name`; `overrides` set fields of its family's config dataclass.
+
+    `num_classes` and `in_chans` default to the variant's (1,000 and 3 for the
+    ImageNet networks, 10 and 1 for LeNet-5).
+    """
     spec = get_spec(name)
+    num_classes = spec.num_classes if num_classes is None else num_classes
+    in_chans = spec.input_size[0] if in_chans is None else in_chans
     allowed = {f.name for f in fields(spec.config)}
     unknown = sorted(set(overrides) - allowed)
     if unknown:

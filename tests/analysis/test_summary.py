@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab import create_model, list_models
-from cnnlab.analysis.summary import summarize
+from cnnlab.analysis.summary import leaf_costs, summarize
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ConnectionTableConv2d
 
@@ -32,7 +33,12 @@ def _count(model) -> tuple[int, int]:
     return counter.get_total_flops() // 2, sum(zero_links)
 
 
-@pytest.mark.parametrize("name", list_models())
+# every layer type of the zoo, at the cost of a few small networks: the LeNets, and the
+# smallest member of each other family (the papers' own numbers pin the big ones)
+REPRESENTATIVES = [*list_models("lenet*"), *list_models("*_small"), "resnet20", "densenet40_k12"]
+
+
+@pytest.mark.parametrize("name", REPRESENTATIVES)
 def test_macs_agree_with_flop_counter(name):
     model = create_model(name).eval()
     summary = summarize(model)
@@ -57,3 +63,12 @@ def test_summary_leaves_the_model_mode_alone():
     model = create_model("lenet5_modern").train()
     summarize(model)
     assert model.training
+
+
+def test_a_1x1_bottleneck_cuts_the_cost_about_tenfold():
+    # the lectures' Inception example: 28x28x192 -> 28x28x32 with 5x5 filters
+    direct = sum(leaf.macs for leaf in leaf_costs(nn.Conv2d(192, 32, 5, padding=2), (192, 28, 28)))
+    reduced = nn.Sequential(nn.Conv2d(192, 16, 1), nn.Conv2d(16, 32, 5, padding=2))
+    bottleneck = sum(leaf.macs for leaf in leaf_costs(reduced, (192, 28, 28)))
+    assert direct == 28 * 28 * 32 * 5 * 5 * 192 == 120_422_400  # "about 120 M"
+    assert bottleneck == 28 * 28 * (16 * 192 + 32 * 5 * 5 * 16) == 12_443_648  # "about 12.4 M"

@@ -104,8 +104,32 @@ def test_summary_json_has_the_documented_shape(capsys):
         "params",
         "connections",
         "macs",
+        "receptive_field",
     }
     assert summary["total"]["connections"] == 340_908
+    assert summary["layers"][0]["receptive_field"] == [5, 5]
+
+
+def test_summary_paper_shows_the_published_figures_beside_ours(capsys):
+    code, out, _ = run(capsys, "summary", "lenet5_1998", "--paper")
+    assert code == 0 and "rf" in out.splitlines()[0]
+    (row,) = [
+        line
+        for line in out.splitlines()
+        if line.split()[:3] == ["lenet5_1998", "default", "connections"]
+    ]
+    assert row.split()[3:6] == ["340,908", "340,908", "340,908"] and "yes" in row
+    code, out, _ = run(capsys, "paper", "lenet*", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and {r["quantity"] for r in rows} == {"params", "connections"}
+    assert all(r["match"] == "yes" for r in rows)
+
+
+def test_summary_model_args_change_the_model(capsys):
+    code, out, _ = run(
+        capsys, "summary", "lenet5", "--model-arg", "c3_table=true", "--format", "json"
+    )
+    assert code == 0 and json.loads(out)["total"]["params"] == 60_806
 
 
 @pytest.mark.parametrize("fmt", ["table", "markdown", "csv"])
@@ -136,6 +160,8 @@ def test_user_mistakes_exit_2_with_one_line(trained_run, tmp_path, capsys):
     _one_line_error(*run(capsys, "summary", "lenet6")[::2], "lenet6", "did you mean")
     _one_line_error(*run(capsys, "summary", "lenet5", "--input", "1x28x28")[::2], "28x28")
     _one_line_error(*run(capsys, "summary", "lenet5", "--input", "big")[::2], "CxHxW")
+    _one_line_error(*run(capsys, "summary", "lenet5", "--model-arg", "depth=3")[::2], "depth")
+    _one_line_error(*run(capsys, "paper", "nothing*")[::2], "nothing*")
     _one_line_error(*run(capsys, "eval", str(tmp_path / "nope"))[::2], "nope")
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")

@@ -8,10 +8,18 @@ import os
 import sys
 
 from cnnlab import __version__
-from cnnlab.cli import data_cmd, eval_cmd, models_cmd, predict_cmd, summary_cmd, train_cmd
+from cnnlab.cli import (
+    data_cmd,
+    eval_cmd,
+    models_cmd,
+    paper_cmd,
+    predict_cmd,
+    summary_cmd,
+    train_cmd,
+)
 from cnnlab.errors import CnnlabError
 
-COMMANDS = (models_cmd, summary_cmd, train_cmd, eval_cmd, predict_cmd, data_cmd)
+COMMANDS = (models_cmd, summary_cmd, paper_cmd, train_cmd, eval_cmd, predict_cmd, data_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

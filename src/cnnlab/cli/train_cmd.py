@@ -7,12 +7,12 @@ models; each family's docs give its recipe).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import time
 from dataclasses import fields
 from pathlib import Path
 
+from cnnlab.cli.model_args import parse_model_args
 from cnnlab.data.sources import SOURCES
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import get_spec
@@ -78,20 +78,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
     p.set_defaults(func=run)
-
-
-def parse_model_args(items: list[str]) -> dict[str, object]:
-    """['norm=batch', 'dropout=0.3'] -> {'norm': 'batch', 'dropout': 0.3}."""
-    out: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CnnlabError(f"--model-arg {item!r}: expected KEY=VALUE, for example norm=batch")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:

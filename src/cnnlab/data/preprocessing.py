@@ -84,3 +84,11 @@ class Preprocessing:
             else:
                 x = F.pad(x, pad, value=background)
         return x
+
+
+# Presets the model families' recipes share.
+MNIST_32 = Preprocessing(mode="meanstd", mean=(0.1307,), std=(0.3081,), pad_to=32)  # 28 -> 32
+CIFAR10 = Preprocessing(
+    mode="meanstd", mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)
+)  # per-channel statistics of the CIFAR-10 training images
+IMAGENET = Preprocessing(mode="meanstd", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))

@@ -7,8 +7,9 @@
 - kaiming_normal / kaiming_uniform (alias he_*): variance 2/fan_in for ReLU,
   He et al. 2015 ("Delving deep into rectifiers"); kaiming_normal_fan_out keeps
   the backward variance instead, as ResNet implementations do.
-- normal_0.01: N(0, 0.01^2) weights, zero biases (Krizhevsky et al. 2012 and
-  Simonyan and Zisserman 2015 for their networks trained from scratch).
+- normal_0.01: N(0, 0.01^2) weights, zero biases (Krizhevsky et al. 2012; also
+  Simonyan and Zisserman 2015, whose "10^-2 variance" is read, as their Caffe
+  models were, as a standard deviation of 0.01).
 - default: leave PyTorch's own initialisation.
 
 Convolution and linear layers are initialised; biases are set to zero (except

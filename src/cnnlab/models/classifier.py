@@ -4,7 +4,9 @@
 - `forward_features(x)` returns what the classifier reads, `forward_head(f)` the logits.
 - `num_features` is the width of that representation; `reset_classifier(n)`
   replaces the classifier for `n` classes (transfer learning).
-- `stages` names, in forward order, the submodules whose outputs are the
+- `forward_with_aux(x)` returns (logits, auxiliary logits) for training; only
+  GoogLeNet has auxiliary classifiers, weighted by `aux_weight` in the loss.
+- `stages` names, in forward order, the submodules whose outputs are the (N, C, H, W)
   network's feature maps (for feature-map plots, Grad-CAM, the summary).
 """
 
@@ -27,6 +29,7 @@ class Classifier(nn.Module, metaclass=ABCMeta):
     in_chans: int = 1
     input_size: tuple[int, int, int] = (1, 32, 32)  # the (C, H, W) the paper used
     fixed_input_size: bool = True  # False where global pooling accepts larger inputs
+    aux_weight: float = 0.0  # loss weight of each auxiliary classifier
 
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,6 +40,10 @@ class Classifier(nn.Module, metaclass=ABCMeta):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The logits and the auxiliary classifiers' logits (none unless overridden)."""
+        return self(x), []
 
     def get_classifier(self) -> nn.Module:
         return self.output

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab.data.preprocessing import Preprocessing
+from cnnlab.data.preprocessing import MNIST_32, Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     LENET5_C3_TABLE,
@@ -36,6 +36,7 @@ from cnnlab.layers import (
     lecun_1998_init_,
 )
 from cnnlab.models.classifier import Classifier
+from cnnlab.models.variant import PaperFigure, Variant
 from cnnlab.recipe import Recipe
 
 
@@ -65,7 +66,7 @@ _CHOICES = {
 class LeNet5(Classifier):
     """C1 -> S2 -> C3 -> S4 -> C5 -> F6 -> output, for a 32x32 input."""
 
-    stages = ("c1", "s2", "c3", "s4", "c5", "f6")
+    stages = ("c1", "s2", "c3", "s4", "c5")
     num_features = 84
 
     def __init__(self, cfg: LeNetConfig, num_classes: int = 10, in_chans: int = 1) -> None:
@@ -125,11 +126,9 @@ def _check_config(cfg: LeNetConfig) -> None:
 
 
 LENET_1998_INPUT = Preprocessing(mode="lenet1998", mean=(0.0,), std=(1.0,), pad_to=32)
-MNIST_PADDED = Preprocessing(mode="meanstd", mean=(0.1307,), std=(0.3081,), pad_to=32)
 
-# name -> (config, recipe, one-line description)
-VARIANTS: dict[str, tuple[LeNetConfig, Recipe, str]] = {
-    "lenet5_1998": (
+VARIANTS: dict[str, Variant] = {
+    "lenet5_1998": Variant(
         LeNetConfig(),
         Recipe(
             preprocessing=LENET_1998_INPUT,
@@ -152,13 +151,17 @@ VARIANTS: dict[str, tuple[LeNetConfig, Recipe, str]] = {
             ),
         ),
         "LeNet-5 as in LeCun et al. 1998: C3 table, trainable subsampling, RBF output",
+        published=(
+            PaperFigure("params", "60,000", "Section II-B"),
+            PaperFigure("connections", "340,908", "Section II-B"),
+        ),
     ),
-    "lenet5": (
+    "lenet5": Variant(
         LeNetConfig(
             c3_table=False, subsampling="avg", activation="tanh", output="linear", init="default"
         ),
         Recipe(
-            preprocessing=MNIST_PADDED,
+            preprocessing=MNIST_32,
             optimizer="sgd",
             lr=0.05,
             momentum=0.9,
@@ -168,7 +171,7 @@ VARIANTS: dict[str, tuple[LeNetConfig, Recipe, str]] = {
         ),
         "LeNet-5 of the lecture tables: full C3, average pooling, tanh, softmax",
     ),
-    "lenet5_modern": (
+    "lenet5_modern": Variant(
         LeNetConfig(
             c3_table=False,
             subsampling="max",
@@ -179,7 +182,7 @@ VARIANTS: dict[str, tuple[LeNetConfig, Recipe, str]] = {
             init="default",
         ),
         Recipe(
-            preprocessing=MNIST_PADDED,
+            preprocessing=MNIST_32,
             optimizer="adam",
             lr=2e-3,
             momentum=0.9,
@@ -195,5 +198,5 @@ VARIANTS: dict[str, tuple[LeNetConfig, Recipe, str]] = {
 
 def build(name: str, num_classes: int, in_chans: int, **overrides: object) -> LeNet5:
     """Build variant `name`; `overrides` replace fields of its LeNetConfig."""
-    cfg = replace(VARIANTS[name][0], **overrides)
+    cfg = replace(VARIANTS[name].config, **overrides)
     return LeNet5(cfg, num_classes=num_classes, in_chans=in_chans)

@@ -216,10 +216,11 @@ class Trainer:
             dynamic_ncols=True,
         )
         for step, (x, y) in enumerate(bar):
-            logits = self.model(x)
+            logits, aux_logits = self.model.forward_with_aux(x)
             loss = self.loss_fn(logits, y)
+            objective = loss + sum(self.model.aux_weight * self.loss_fn(a, y) for a in aux_logits)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             if self.cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             lr = self.optimizer.param_groups[0]["lr"]
