@@ -416,7 +416,7 @@ VARIANTS: dict[str, Variant] = {
             PaperFigure(
                 "params",
                 "7.0M",
-                "course material (\"about 7 M\"); the paper prints no total",
+                'course material ("about 7 M"); the paper prints no total',
                 overrides=_NO_AUX,
                 note=_PARAMS_NOTE,
             ),
