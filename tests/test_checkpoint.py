@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 
 import pytest
 import torch
@@ -79,3 +81,9 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
     save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
     save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    mask = os.umask(0o022)
+    try:
+        save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # a new file's mode, not mkstemp's 0600
