@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -209,3 +210,66 @@ def test_python_dash_m_and_help_work():
         check=False,
     )
     assert result.returncode == 0 and "example" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def digit_files(tmp_path_factory, mnist_data_dir) -> list[str]:
+    """Two real test digits as a user would draw them: black ink on white, 5x larger."""
+    folder = tmp_path_factory.mktemp("digits")
+    _, test = load_mnist(mnist_data_dir)
+    paths = []
+    for i in (0, 1):  # a 7 and a 2
+        path = folder / f"digit{i}.png"
+        digit = 255 - test.images[i, 0].numpy()
+        Image.fromarray(digit).resize((140, 140), Image.BICUBIC).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_explain_writes_maps_and_figures_for_every_method(
+    trained_run, digit_files, tmp_path, capsys
+):
+    code, out, _ = run(capsys, "explain", str(trained_run), *digit_files, "--out", str(tmp_path))
+    assert code == 0 and "Grad-CAM: layer" in out
+    for stem in ("digit0", "digit1"):
+        assert (tmp_path / f"{stem}-explain.png").is_file()
+        for method in ("saliency", "gradcam", "guided-gradcam", "occlusion"):
+            raw = np.load(tmp_path / f"{stem}-{method}.npy")
+            assert raw.shape == (32, 32) and np.isfinite(raw).all() and raw.max() > 0
+            assert f"{stem}-{method}.png" in out
+    code, out, _ = run(
+        capsys, "explain", str(trained_run), digit_files[0], "--method", "gradcam",
+        "--layer", "c3", "--target", "3", "--out", str(tmp_path / "c3"),
+    )  # fmt: skip
+    assert code == 0 and "layer c3" in out and (tmp_path / "c3" / "digit0-gradcam.npy").is_file()
+
+
+def test_visualize_draws_filters_feature_maps_and_class_models(
+    trained_run, digit_files, tmp_path, capsys
+):
+    code, out, _ = run(
+        capsys, "visualize", str(trained_run), "--filters", "--feature-maps", digit_files[0],
+        "--class-models", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0
+    assert np.load(tmp_path / "filters.npy").shape == (6, 1, 5, 5)  # C1 of LeNet-5
+    assert np.load(tmp_path / "feature_maps-c1.npy").shape == (6, 28, 28)
+    classes = np.load(tmp_path / "class_models.npy")
+    assert classes.shape == (10, 1, 32, 32) and classes.min() >= 0 and classes.max() <= 1
+    for name in ("filters", "weight_histograms", "feature_maps", "class_models"):
+        assert f"{name}.png" in out and (tmp_path / f"{name}.png").is_file()
+
+
+def test_the_run_report_looks_inside_the_model(trained_run):
+    report = (trained_run / "report.md").read_text()
+    for name in ("filters.png", "feature_maps.png", "explanations.png"):
+        assert f"]({name})" in report and (trained_run / name).is_file()
+
+
+def test_explain_and_visualize_mistakes_are_one_line(trained_run, digit_files, tmp_path, capsys):
+    base = ("explain", str(trained_run), digit_files[0], "--out", str(tmp_path))
+    _one_line_error(*run(capsys, *base, "--layer", "c9")[::2], "c9", "c1")
+    _one_line_error(*run(capsys, *base, "--target", "12")[::2], "--target '12'")
+    _one_line_error(
+        *run(capsys, "visualize", str(trained_run), "--out", str(tmp_path))[::2], "--filters"
+    )

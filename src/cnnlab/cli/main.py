@@ -11,15 +11,27 @@ from cnnlab import __version__
 from cnnlab.cli import (
     data_cmd,
     eval_cmd,
+    explain_cmd,
     models_cmd,
     paper_cmd,
     predict_cmd,
     summary_cmd,
     train_cmd,
+    visualize_cmd,
 )
 from cnnlab.errors import CnnlabError
 
-COMMANDS = (models_cmd, summary_cmd, paper_cmd, train_cmd, eval_cmd, predict_cmd, data_cmd)
+COMMANDS = (
+    models_cmd,
+    summary_cmd,
+    paper_cmd,
+    train_cmd,
+    eval_cmd,
+    predict_cmd,
+    explain_cmd,
+    visualize_cmd,
+    data_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

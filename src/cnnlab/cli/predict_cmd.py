@@ -13,8 +13,8 @@ import json
 import torch
 
 from cnnlab.checkpoint import load_checkpoint
+from cnnlab.cli.image_inputs import load_batch
 from cnnlab.cli.tables import render
-from cnnlab.data.image_file import load_model_input
 from cnnlab.device import resolve_device
 
 EXAMPLE = "example: cnnlab predict runs/lenet5/checkpoints/best.safetensors digit.png --top-k 3"
@@ -40,9 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
-    c, h, w = meta.image_shape
-    inputs = [load_model_input(path, c, (h, w), meta.digits) for path in args.images]
-    batch = meta.preprocessing(torch.stack(inputs).to(device))
+    batch = load_batch(args.images, meta, device)
     probs = model(batch).softmax(dim=1)
     k = max(1, min(args.top_k, meta.num_classes))
     top = probs.topk(k, dim=1)

@@ -1,18 +1,29 @@
-"""The human-readable end of a run: curves.png, confusion.png and report.md."""
+"""The human-readable end of a run: curves.png, confusion.png, a look inside the trained
+model (filters.png, feature_maps.png, explanations.png) and report.md."""
 
 from __future__ import annotations
 
+import logging
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cnnlab.atomic_file import write_text_atomically
+from cnnlab.data.preprocessing import Preprocessing
+from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.metrics import ClassificationMeter
 from cnnlab.viz.confusion import plot_confusion
 from cnnlab.viz.curves import plot_curves
+from cnnlab.viz.explain import explanation_figure
+from cnnlab.viz.feature_maps import feature_maps, plot_feature_maps
+from cnnlab.viz.filters import plot_filters
+from cnnlab.viz.save import save_figure
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from cnnlab.training.trainer import RunResult
@@ -24,6 +35,38 @@ def write_run_figures(
     plot_curves(history).savefig(run_dir / "curves.png", dpi=110)
     title = f"test set, top-1 error {test.top1_error:.2%}"
     plot_confusion(test.confusion, classes, title).savefig(run_dir / "confusion.png", dpi=110)
+
+
+def write_inspection_figures(
+    run_dir: Path,
+    model: torch.nn.Module,
+    examples: torch.Tensor,
+    preprocessing: Preprocessing,
+    classes: list[str],
+) -> list[tuple[str, str]]:
+    """filters.png, feature_maps.png (first example) and explanations.png (saliency and
+    Grad-CAM of each example); returns (caption, file) for the report. A figure a model
+    cannot give is skipped with a warning: the run itself is already saved."""
+    figures = {
+        "first-layer filters": ("filters.png", lambda: plot_filters(model)),
+        "feature maps of a test image": (
+            "feature_maps.png",
+            lambda: plot_feature_maps(feature_maps(model, examples[:1])),
+        ),
+        "saliency and Grad-CAM of test images": (
+            "explanations.png",
+            lambda: explanation_figure(model, examples, preprocessing, classes),
+        ),
+    }
+    written = []
+    for caption, (name, draw) in figures.items():
+        try:
+            save_figure(draw(), run_dir / name)
+        except CnnlabError as e:
+            log.warning("report: no %s (%s)", caption, e)
+            continue
+        written.append((caption, name))
+    return written
 
 
 def _pct(value: float | None) -> str:
@@ -51,6 +94,7 @@ def write_run_report(
     result: RunResult,
     commands: list[str],
     model: torch.nn.Module,
+    inside: Sequence[tuple[str, str]] = (),
 ) -> None:
     """report.md: the model, the data, the final metrics, the wall time, the commands."""
     final = result.final
@@ -94,6 +138,15 @@ def write_run_report(
         "",
         "![confusion matrix](confusion.png)",
         "",
+        *(
+            [
+                "## Inside the trained model",
+                "",
+                *[f"![{caption}]({name})\n" for caption, name in inside],
+            ]
+            if inside
+            else []
+        ),
         "Files: `config.json`, `metrics.csv`, `checkpoints/best.safetensors` (best by "
         f"{'validation' if cfg.val_split else 'test'} error), `checkpoints/last.safetensors`, "
         "`checkpoints/last.state.pt`.",

@@ -38,7 +38,11 @@ from cnnlab.training.evaluate import evaluate
 from cnnlab.training.losses import create_loss
 from cnnlab.training.metrics import ClassificationMeter
 from cnnlab.training.optimizers import create_optimizer
-from cnnlab.training.run_report import write_run_figures, write_run_report
+from cnnlab.training.run_report import (
+    write_inspection_figures,
+    write_run_figures,
+    write_run_report,
+)
 from cnnlab.training.schedules import ScheduleFactor, create_schedule
 
 METRIC_FIELDS = (
@@ -278,7 +282,11 @@ class Trainer:
             test_meter = evaluate(self.model, test_loader, len(self.classes), self.loss_fn)
         result = RunResult(self.run_dir, self.history, self.elapsed_s, test_meter)
         write_run_figures(self.run_dir, self.history, test_meter, self.classes)
-        write_run_report(self.run_dir, cfg, result, self.commands, self.model)
+        examples = cfg.preprocessing(self.test_set.images[:4].to(self.device))
+        inside = write_inspection_figures(
+            self.run_dir, self.model.eval(), examples, cfg.preprocessing, self.classes
+        )
+        write_run_report(self.run_dir, cfg, result, self.commands, self.model, inside)
         return result
 
     def _write_metrics(self) -> None:
