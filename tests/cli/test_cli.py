@@ -273,3 +273,19 @@ def test_explain_and_visualize_mistakes_are_one_line(trained_run, digit_files, t
     _one_line_error(
         *run(capsys, "visualize", str(trained_run), "--out", str(tmp_path))[::2], "--filters"
     )
+
+
+def test_train_takes_settings_from_a_config_file_and_flags_win(mnist_data_dir, tmp_path, capsys):
+    settings = {"model": "lenet5_modern", "epochs": 1, "limit_train": 512, "limit_test": 128}
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({**settings, "lr": 0.001, "batch_size": 64, "out": "elsewhere"}))
+    run_dir = tmp_path / "run"
+    argv = ("train", "--config", str(path), "--lr", "0.003", "--out", str(run_dir), "--quiet")
+    code, _, _ = run(capsys, *argv, "--data-dir", str(mnist_data_dir))
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert code == 0 and cfg["model"] == "lenet5_modern" and cfg["epochs"] == 1
+    assert cfg["lr"] == 0.003 and cfg["batch_size"] == 64 and cfg["out"] == str(run_dir)
+    path.write_text(json.dumps({"epochs": 1, "lerning_rate": 0.1}))
+    _one_line_error(*run(capsys, "train", "lenet5", "--config", str(path))[::2], "lerning_rate")
+    path.write_text("{not json")
+    _one_line_error(*run(capsys, "train", "lenet5", "--config", str(path))[::2], "JSON")

@@ -7,12 +7,15 @@ models; each family's docs give its recipe).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import time
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from cnnlab.cli.model_args import parse_model_args
+from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.data.sources import SOURCES
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import get_spec
@@ -26,7 +29,9 @@ EXAMPLE = """examples:
   cnnlab train lenet5_1998 --data mnist
   cnnlab train lenet5_modern --epochs 3 --limit-train 5000 --out runs/quick
   cnnlab train lenet5_modern --model-arg norm=none --model-arg dropout=0.3
-  cnnlab train --resume runs/quick --epochs 6"""
+  cnnlab train --resume runs/quick --epochs 6
+  cnnlab train --config best.json --epochs 20     (settings from a file, e.g. a run's
+                                                    config.json or `cnnlab search`'s best)"""
 
 # settings that may change when a run is resumed: they do not alter what it computes
 RESUMABLE = {"epochs", "quiet", "device", "threads"}
@@ -45,6 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data folder (default $CNNLAB_DATA, else ~/.cache/cnnlab)")
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON of training settings (any fields of a run's config.json); flags override it",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--eval-batch-size", type=int)
@@ -108,17 +118,41 @@ def _resume(args: argparse.Namespace, settings: dict[str, object]) -> tuple[Trai
     return cfg, run_dir
 
 
+def config_file_settings(path: str) -> dict[str, Any]:
+    """The TrainConfig fields a JSON file sets (a run's `out` is not carried over)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CnnlabError(f"--config {path}: not a readable JSON file ({e})") from None
+    if not isinstance(d, dict):
+        raise CnnlabError(f"--config {path}: expected a JSON object of training settings")
+    d.pop("out", None)
+    if "preprocessing" in d:
+        d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
+    if "milestones" in d:
+        d["milestones"] = tuple(d["milestones"])
+    return d
+
+
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.resume:
+        if args.config:
+            raise CnnlabError("--resume continues a run as configured: --config cannot change it")
         cfg, run_dir = _resume(args, settings)
     else:
-        if not args.model:
-            raise CnnlabError("no model given: expected `cnnlab train MODEL` or --resume RUN_DIR")
-        spec = get_spec(args.model)
-        cfg = TrainConfig.from_recipe(args.model, spec.recipe, **settings)
+        from_file = config_file_settings(args.config) if args.config else {}
+        model = args.model or from_file.pop("model", None)
+        from_file.pop("model", None)
+        if not model:
+            raise CnnlabError(
+                "no model given: expected `cnnlab train MODEL`, a --config naming one, "
+                "or --resume RUN_DIR"
+            )
+        spec = get_spec(model)
+        cfg = TrainConfig.from_recipe(model, spec.recipe, **{**from_file, **settings})
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out or f"runs/{args.model}-{cfg.data}-{stamp}")
+        run_dir = Path(args.out or f"runs/{model}-{cfg.data}-{stamp}")
         if (run_dir / "config.json").exists():
             raise CnnlabError(
                 f"{run_dir} already holds a run: resume it with --resume {run_dir} "
