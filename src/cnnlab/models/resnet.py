@@ -214,14 +214,14 @@ class ResNet(Classifier):
         self.input_size = (in_chans, *input_hw)
         block = BasicBlock if cfg.block == "basic" else Bottleneck
         stem_width = cfg.widths[0]
-        if cfg.stem == "imagenet":
-            stem_conv = _conv(cfg, in_chans, stem_width, 7, stride=2)
-            self.maxpool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
-        else:
-            stem_conv = _conv(cfg, in_chans, stem_width, 3)
-            self.maxpool = nn.Identity()
+        imagenet = cfg.stem == "imagenet"
         act = activation_class(cfg.activation)
+        stem_conv = _conv(
+            cfg, in_chans, stem_width, 7 if imagenet else 3, stride=2 if imagenet else 1
+        )
         self.stem = nn.Sequential(stem_conv, _make_norm(cfg.norm, stem_width), act())
+        # registered after the stem, so that the summary lists them in forward order
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1) if imagenet else nn.Identity()
         cin = stem_width
         names = []
         for i, (n, width) in enumerate(zip(cfg.layers, cfg.widths)):
