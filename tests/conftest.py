@@ -33,3 +33,16 @@ def mnist_env(mnist_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point CNNLAB_DATA at the real MNIST for the duration of one test."""
     monkeypatch.setenv("CNNLAB_DATA", str(mnist_data_dir))
     return mnist_data_dir
+
+
+@pytest.fixture(scope="session")
+def cifar10_data_dir() -> Path:
+    """A data folder holding the CIFAR-10 JPEG zip at `cifar10-jpeg/cifar10-jpeg.zip`."""
+    env = os.environ.get("CNNLAB_DATA")
+    folder = Path(env) if env else REPO_ROOT.parent / "shared" / "datasets"
+    if not (folder / "cifar10-jpeg" / "cifar10-jpeg.zip").is_file():
+        message = f"CIFAR-10 JPEG zip not found in {folder / 'cifar10-jpeg'} (set CNNLAB_DATA)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder

@@ -17,6 +17,7 @@ FORBIDDEN = {
     "analysis": {"training", "cli"},
     "viz": {"training", "cli"},
     "training": {"cli"},
+    "search": {"cli"},
     "checkpoint": {"training", "cli"},
     "registry": {"training", "cli", "checkpoint"},
 }

@@ -85,3 +85,16 @@ def test_meter_counts_top1_top5_and_confusion():
     meter.update(logits, torch.tensor([0, 0]), loss=1.0)
     assert meter.top1_error == 0.5 and meter.top5_error == 0.5
     assert meter.confusion[0, 5] == 1 and meter.loss == 1.0
+
+
+def test_a_restored_schedule_keeps_the_new_length():
+    # resuming with more epochs: the saved scheduler state must not bring the old length back
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    short = create_schedule(torch.optim.SGD(params, lr=1.0), ScheduleFactor("cosine", 1, 10))
+    for _ in range(10):
+        short.step()
+    longer = create_schedule(torch.optim.SGD(params, lr=1.0), ScheduleFactor("cosine", 2, 10))
+    longer.load_state_dict(short.state_dict())
+    longer.step()
+    assert longer.last_epoch == 11
+    assert longer.get_last_lr()[0] == pytest.approx(0.5 * (1 + math.cos(math.pi * 11 / 20)))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cnnlab.data.augment import Augment
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
@@ -66,8 +67,13 @@ class _Crash(Exception):
     pass
 
 
-def test_resumed_run_equals_an_uninterrupted_one_bit_for_bit(mnist_env, tmp_path, monkeypatch):
-    cfg = _config(epochs=3)  # batch norm and dropout: RNG and running statistics must carry over
+@pytest.mark.parametrize("augment", [(), ("crop:2", "flip", "affine:lecun", "elastic", "pca")])
+def test_resumed_run_equals_an_uninterrupted_one_bit_for_bit(
+    mnist_env, tmp_path, monkeypatch, augment
+):
+    # batch norm and dropout: RNG and running statistics must carry over; augmentation is
+    # seeded by (seed, epoch, step)
+    cfg = _config(epochs=3, augment=augment)
     Trainer(cfg, tmp_path / "whole").fit()
 
     def crash_after_first_epoch(self, row):
@@ -86,6 +92,28 @@ def test_resumed_run_equals_an_uninterrupted_one_bit_for_bit(mnist_env, tmp_path
     assert whole.keys() == cut.keys()
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     assert _metrics(tmp_path / "whole") == _metrics(tmp_path / "cut")
+
+
+def test_augment_is_checked_early_and_saved_in_config_json():
+    with pytest.raises(CnnlabError, match="--augment 'warp'"):
+        _config(augment=["warp"])
+    cfg = _config(augment=["crop:2", "flip"])  # a list, as argparse gives it
+    assert cfg.augment == ("crop:2", "flip") == TrainConfig.from_json(cfg.to_json()).augment
+
+
+def test_augmentation_acts_on_training_batches_only(mnist_env, tmp_path, monkeypatch):
+    calls = []
+    original = Augment.__call__
+
+    def spy(self, x, *, seed, epoch, step):
+        calls.append((seed, epoch, step, x.shape[0]))
+        return original(self, x, seed=seed, epoch=epoch, step=step)
+
+    monkeypatch.setattr(Augment, "__call__", spy)
+    cfg = _config(epochs=2, limit_train=96, val_split=16, limit_test=50, augment=("flip",))
+    Trainer(cfg, tmp_path / "run").fit()
+    # 80 training examples in batches of 64, per epoch; no validation or test batch
+    assert calls == [(3, 0, 0, 64), (3, 0, 1, 16), (3, 1, 0, 64), (3, 1, 1, 16)]
 
 
 def test_run_directory_holds_everything_the_report_names(mnist_env, tmp_path):

@@ -18,6 +18,8 @@ from cnnlab.cli.model_args import parse_model_args
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.data.sources import SOURCES
 from cnnlab.errors import CnnlabError
+from cnnlab.layers import ACTIVATIONS, INIT_SCHEMES
+from cnnlab.models.technique_options import TECHNIQUE_OPTIONS, technique_overrides
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.losses import LOSSES
@@ -29,6 +31,8 @@ EXAMPLE = """examples:
   cnnlab train lenet5_1998 --data mnist
   cnnlab train lenet5_modern --epochs 3 --limit-train 5000 --out runs/quick
   cnnlab train lenet5_modern --model-arg norm=none --model-arg dropout=0.3
+  cnnlab train lenet5_modern --norm none --act tanh --dropout 0.2 --label-smoothing 0.1
+  cnnlab train lenet5_modern --augment affine:lecun elastic:alpha=34,sigma=4
   cnnlab train --resume runs/quick --epochs 6
   cnnlab train --config best.json --epochs 20     (settings from a file, e.g. a run's
                                                     config.json or `cnnlab search`'s best)"""
@@ -46,8 +50,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", nargs="?", help="a registered model name")
-    p.add_argument("--data", choices=SOURCES, help="dataset (default mnist)")
+    p.add_argument(
+        "--data",
+        help=f"dataset: {', '.join(SOURCES)}, or a folder or .zip of class folders (default mnist)",
+    )
     p.add_argument("--data-dir", help="data folder (default $CNNLAB_DATA, else ~/.cache/cnnlab)")
+    p.add_argument(
+        "--dataset-stats",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="normalise by the training split's per-channel mean/std instead of the recipe's",
+    )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
     p.add_argument(
@@ -72,11 +85,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gamma", type=float, help="step/multistep: factor at each drop")
     p.add_argument("--step-size", type=int, help="step: epochs between drops")
     p.add_argument("--loss", choices=tuple(LOSSES))
+    p.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="EPS",
+        help="cross_entropy against (1 - EPS) one-hot + EPS/K (Szegedy et al. 2016, Section 7)",
+    )
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this")
     p.add_argument("--seed", type=int, help="one seed for initialisation and data order")
     p.add_argument("--val-split", type=int, help="hold out N training examples for validation")
     p.add_argument("--limit-train", type=int, help="use the first N training examples")
     p.add_argument("--limit-test", type=int, help="use the first N test examples")
+    p.add_argument(
+        "--augment",
+        nargs="+",
+        metavar="SPEC",
+        help="augment training batches, in this order: crop[:PAD] flip[:p=P] "
+        "affine:lecun|affine:translate=T,scale=S,squeeze=Q,shear=H,rotate=DEG "
+        "elastic[:alpha=A,sigma=S] pca[:std=S] cutout[:SIZE] (see cnnlab.data.augment)",
+    )
     p.add_argument(
         "--model-arg",
         action="append",
@@ -84,6 +111,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="set a field of the model's config (repeatable)",
     )
+    t = p.add_argument_group(
+        "techniques",
+        "set the model's own place for each (its config field, whatever the family calls it); "
+        "they win over --model-arg, and a value the model does not support is an error "
+        "that says what it supports",
+    )
+    t.add_argument("--norm", choices=("batch", "layer", "instance", "group", "lrn", "none"))
+    t.add_argument("--act", choices=tuple(ACTIVATIONS), metavar="NAME", help=", ".join(ACTIVATIONS))
+    t.add_argument(
+        "--init",
+        choices=("paper", *INIT_SCHEMES),
+        metavar="SCHEME",
+        help=f"paper (the family's own) or {', '.join(INIT_SCHEMES)}",
+    )
+    t.add_argument("--dropout", type=float, metavar="P", help="the model's dropout probability")
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
@@ -106,6 +148,7 @@ def _resume(args: argparse.Namespace, settings: dict[str, object]) -> tuple[Trai
     if not config.is_file():
         raise CnnlabError(f"--resume {run_dir}: no config.json there, so not a cnnlab run")
     fixed = sorted(set(settings) - RESUMABLE) + (["model"] if args.model else [])
+    fixed += [o for o in TECHNIQUE_OPTIONS if getattr(args, o) is not None]
     if fixed:
         raise CnnlabError(
             f"--resume continues the run as configured; only --epochs, --quiet, --device and "
@@ -150,9 +193,14 @@ def run(args: argparse.Namespace) -> int:
                 "or --resume RUN_DIR"
             )
         spec = get_spec(model)
+        options = {o: getattr(args, o) for o in TECHNIQUE_OPTIONS}
+        techniques = technique_overrides(model, spec.family, **options)
+        if techniques:  # the technique flags win over --model-arg and the --config file
+            model_args = settings.get("model_args", from_file.get("model_args", {}))
+            settings["model_args"] = {**model_args, **techniques}
         cfg = TrainConfig.from_recipe(model, spec.recipe, **{**from_file, **settings})
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out or f"runs/{model}-{cfg.data}-{stamp}")
+        run_dir = Path(args.out or f"runs/{model}-{Path(cfg.data).stem}-{stamp}")
         if (run_dir / "config.json").exists():
             raise CnnlabError(
                 f"{run_dir} already holds a run: resume it with --resume {run_dir} "

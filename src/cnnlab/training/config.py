@@ -7,9 +7,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cnnlab.data.augment import parse_augment
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.recipe import Recipe
+from cnnlab.training.losses import check_label_smoothing
+from cnnlab.training.transfer import parse_freeze
 
 
 @dataclass
@@ -22,6 +25,7 @@ class TrainConfig:
     out: str | None = None  # the run directory; default runs/<model>-<data>-<time>
     model_args: dict[str, Any] = field(default_factory=dict)  # overrides of the model config
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    dataset_stats: bool = False  # normalise by the training split's own channel mean/std
     optimizer: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.9
@@ -35,11 +39,16 @@ class TrainConfig:
     batch_size: int = 128
     eval_batch_size: int = 2000
     loss: str = "cross_entropy"
+    label_smoothing: float = 0.0  # eps of Szegedy et al. 2016, Section 7 (cross_entropy only)
     grad_clip: float | None = None  # clip the gradient norm to this
     seed: int = 0
     val_split: int = 0  # examples held out of the training set for validation
     limit_train: int | None = None  # use only the first N training examples
     limit_test: int | None = None  # use only the first N test examples
+    augment: tuple[str, ...] = ()  # training-batch augmentations, cnnlab.data.augment's specs
+    init_from: str | None = None  # a checkpoint: start from its weights but the classifier's
+    freeze: str = "none"  # none | all-but-head | stages:N (cnnlab.training.transfer)
+    backbone_lr_mult: float = 1.0  # the backbone's learning rate is lr times this
     device: str = "auto"
     threads: int | None = None  # CPU threads; default: PyTorch's choice
     quiet: bool = False
@@ -72,6 +81,21 @@ class TrainConfig:
                 raise CnnlabError(f"--{name.replace('_', '-')} {value}: expected >= 1")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise CnnlabError(f"--grad-clip {self.grad_clip}: expected a positive norm")
+        parse_freeze(self.freeze)
+        if not self.backbone_lr_mult > 0:
+            raise CnnlabError(
+                f"--backbone-lr-mult {self.backbone_lr_mult}: expected a positive factor "
+                "(freeze the backbone with --freeze instead of a zero rate)"
+            )
+        if self.freeze == "all-but-head" and self.backbone_lr_mult != 1.0:
+            raise CnnlabError(
+                f"--backbone-lr-mult {self.backbone_lr_mult} with --freeze all-but-head: "
+                "the backbone is frozen; expected stages:N or none"
+            )
+        # a list from the command line or a JSON file; one string is one spec
+        self.augment = (self.augment,) if isinstance(self.augment, str) else tuple(self.augment)
+        parse_augment(self.augment)
+        check_label_smoothing(self.loss, self.label_smoothing)
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -82,4 +106,5 @@ class TrainConfig:
         d = json.loads(text)
         d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
         d["milestones"] = tuple(d.get("milestones", ()))
+        d["augment"] = tuple(d.get("augment", ()))
         return cls(**d)

@@ -1,4 +1,4 @@
-"""Top-k error and the confusion matrix, accumulated over batches."""
+"""Top-k error, the confusion matrix and the per-class error, accumulated over batches."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import torch
 class ClassificationMeter:
     """Accumulates loss, top-1 and top-5 errors and a confusion matrix."""
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        device: torch.device | str = "cpu",
+        classes: list[str] | None = None,
+    ) -> None:
         self.num_classes = num_classes
+        self.classes = (
+            list(classes) if classes is not None else [str(i) for i in range(num_classes)]
+        )
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed per example
         self.top5_wrong = torch.zeros((), dtype=torch.int64, device=device)
@@ -45,3 +53,17 @@ class ClassificationMeter:
     @property
     def loss(self) -> float:
         return self.loss_sum.item() / max(1, self.count)
+
+    @property
+    def per_class_error(self) -> list[float | None]:
+        """Per true class: the fraction of its examples predicted as another class (one minus
+        the confusion matrix's diagonal over its row sums); None for a class with none."""
+        counts = self.confusion.sum(dim=1).tolist()
+        correct = self.confusion.diagonal().tolist()
+        return [None if n == 0 else 1.0 - c / n for c, n in zip(correct, counts)]
+
+    def worst_classes(self, k: int = 10) -> str:
+        """'8 3.10%, 9 2.81%, ...': the `k` classes of highest error, worst first."""
+        errors = [(e, c) for e, c in zip(self.per_class_error, self.classes) if e is not None]
+        worst = sorted(errors, key=lambda ec: -ec[0])[:k]
+        return ", ".join(f"{c} {100 * e:.2f}%" for e, c in worst)

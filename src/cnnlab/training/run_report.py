@@ -95,8 +95,10 @@ def write_run_report(
     commands: list[str],
     model: torch.nn.Module,
     inside: Sequence[tuple[str, str]] = (),
+    sections: Sequence[str] = (),
 ) -> None:
-    """report.md: the model, the data, the final metrics, the wall time, the commands."""
+    """report.md: the model, the data, the final metrics, the wall time, the commands;
+    `sections`: more Markdown lines (a fine-tuning run's transfer section)."""
     final = result.final
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     device = next(model.parameters()).device
@@ -113,6 +115,11 @@ def write_run_report(
         "## Result",
         f"- Test top-1 error: **{_pct(final.get('test_top1_error'))}** "
         f"(top-5: {_pct(final.get('test_top5_error'))}) after {final.get('epoch', 0)} epochs",
+        *(
+            [f"- Per-class test error, worst first: {result.test_meter.worst_classes()}"]
+            if result.test_meter is not None
+            else []
+        ),
         f"- Training wall time: {wall:.1f} s ({wall / 60:.1f} min) on {device}, "
         f"{torch.get_num_threads()} CPU threads",
         f"- Machine: {platform.machine()} {platform.system()}, PyTorch {torch.__version__}",
@@ -123,7 +130,9 @@ def write_run_report(
         f"- Preprocessing: {cfg.preprocessing.mode}, padded to {cfg.preprocessing.pad_to or '-'}",
         f"- Optimiser: {cfg.optimizer}, lr {cfg.lr}, momentum {cfg.momentum}, "
         f"weight decay {cfg.weight_decay}; schedule {cfg.schedule}; batch {cfg.batch_size}; "
-        f"loss {cfg.loss}; seed {cfg.seed}",
+        f"loss {cfg.loss}"
+        f"{f' with label smoothing {cfg.label_smoothing}' if cfg.label_smoothing else ''}; "
+        f"seed {cfg.seed}",
         *([f"- Recipe note: {cfg.recipe_note}"] if cfg.recipe_note else []),
         "",
         "## Per epoch",
@@ -147,6 +156,7 @@ def write_run_report(
             if inside
             else []
         ),
+        *sections,
         "Files: `config.json`, `metrics.csv`, `checkpoints/best.safetensors` (best by "
         f"{'validation' if cfg.val_split else 'test'} error), `checkpoints/last.safetensors`, "
         "`checkpoints/last.state.pt`.",

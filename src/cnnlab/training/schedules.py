@@ -66,5 +66,9 @@ class ScheduleFactor:
 def create_schedule(
     optimizer: torch.optim.Optimizer, factor: ScheduleFactor
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A scheduler to step once per optimiser step."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """A scheduler to step once per optimiser step.
+
+    The factor is wrapped in a plain function: LambdaLR saves the attributes of a callable
+    object in its state, which would bring a resumed run's old length back with it.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))

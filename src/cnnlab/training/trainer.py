@@ -9,8 +9,10 @@ report.md.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,11 @@ from cnnlab.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from cnnlab.data.augment import Augment
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import BatchLoader
 from cnnlab.data.sources import DIGIT_SOURCES, load_dataset
+from cnnlab.data.statistics import meanstd_preprocessing
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models.classifier import Classifier
@@ -44,6 +48,15 @@ from cnnlab.training.run_report import (
     write_run_report,
 )
 from cnnlab.training.schedules import ScheduleFactor, create_schedule
+from cnnlab.training.transfer import (
+    apply_freeze,
+    keep_frozen_norms_in_eval,
+    load_pretrained_,
+    parameter_groups,
+    transfer_section,
+)
+
+log = logging.getLogger(__name__)
 
 METRIC_FIELDS = (
     "epoch",
@@ -78,8 +91,17 @@ class RunResult:
 class Trainer:
     """Trains `cfg.model` on `cfg.data` into `run_dir`; `fit()` runs or resumes it."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, command: str = "") -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        command: str = "",
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """`on_epoch_end(epoch, row)` runs after each epoch is saved (1-based epoch, its
+        metrics.csv row); what it raises stops the run there (a search's pruner)."""
         self.cfg = cfg
+        self.on_epoch_end = on_epoch_end
         self.run_dir = Path(run_dir)
         self.commands = [command] if command else []
         if cfg.threads:
@@ -89,14 +111,23 @@ class Trainer:
         self.train_set, self.val_set, self.test_set = self._datasets()
         self.classes = list(self.train_set.classes)
         c, h, w = self.train_set.image_shape
+        self._normalise_by_the_data(c)
         self.model: Classifier = create_model(
             cfg.model, num_classes=len(self.classes), in_chans=c, **cfg.model_args
         ).to(self.device)
         self.model.validate_input((c, *cfg.preprocessing.input_size(h, w)))
+        # transfer: freeze now; fit() loads init_from's weights unless restore() loaded the run's
+        self.freeze = apply_freeze(self.model, cfg.freeze)
+        self._pretrained_pending = cfg.init_from is not None
         self.train_loader = self._loader(self.train_set, cfg.batch_size, shuffle=True)
+        self.augment = (  # training batches only, seeded by (seed, epoch, step)
+            Augment.for_dataset(cfg.augment, self.train_set, cfg.preprocessing)
+            if cfg.augment
+            else None
+        )
         self.optimizer = create_optimizer(
             cfg.optimizer,
-            self.model.parameters(),
+            parameter_groups(self.model, cfg.lr, cfg.backbone_lr_mult),
             cfg.lr,
             cfg.momentum,
             cfg.nesterov,
@@ -111,11 +142,29 @@ class Trainer:
             tuple(cfg.milestones),
         )
         self.scheduler = create_schedule(self.optimizer, factor)
-        self.loss_fn = create_loss(cfg.loss)
+        self.loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
         self.history: list[dict[str, Any]] = []
         self.best_error = math.inf
         self.start_epoch = 0
         self.elapsed_s = 0.0
+
+    def _normalise_by_the_data(self, channels: int) -> None:
+        """Per-channel mean/std of the training split, when asked or when the recipe's
+        statistics are for another number of channels (a CIFAR recipe on MNIST); stored in
+        config.json and every checkpoint like any preprocessing."""
+        pre = self.cfg.preprocessing
+        misfit = pre.mode == "meanstd" and len(pre.mean) not in (1, channels)
+        if not (self.cfg.dataset_stats or misfit):
+            return
+        stats = meanstd_preprocessing(self.train_set, pad_to=pre.pad_to)
+        if misfit and not self.cfg.dataset_stats:
+            log.info(
+                "the recipe normalises %d channels, the data have %d: using the training "
+                "split's mean %s and std %s",
+                len(pre.mean), channels,
+                tuple(round(m, 4) for m in stats.mean), tuple(round(v, 4) for v in stats.std),
+            )  # fmt: skip
+        self.cfg.preprocessing = stats
 
     def _datasets(self) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
         cfg = self.cfg
@@ -187,12 +236,19 @@ class Trainer:
         state = load_training_state(ckpt / "last.state.pt")
         try:
             self.model.load_state_dict(tensors)
+            self._pretrained_pending = False
         except RuntimeError:
             raise CnnlabError(
                 f"{ckpt / 'last.safetensors'}: its weights do not fit the run's config.json"
             ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # the saved rates follow the schedule as it was; with more --epochs it stretched
+        step, lambdas = self.scheduler.last_epoch, self.scheduler.lr_lambdas
+        for group, base, factor in zip(
+            self.optimizer.param_groups, self.scheduler.base_lrs, lambdas
+        ):
+            group["lr"] = base * factor(step)
         torch.set_rng_state(state["torch_rng"])
         if state["cuda_rng"]:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -208,6 +264,7 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> tuple[ClassificationMeter, float, float]:
         """One pass over the training set: its meter, images per second, the last step's rate."""
         self.model.train()
+        keep_frozen_norms_in_eval(self.model)  # frozen statistics stay as loaded
         self.train_loader.set_epoch(epoch)
         meter = ClassificationMeter(len(self.classes), device=self.device)
         start, seen = time.perf_counter(), 0
@@ -220,6 +277,8 @@ class Trainer:
             dynamic_ncols=True,
         )
         for step, (x, y) in enumerate(bar):
+            if self.augment is not None:
+                x = self.augment(x, seed=self.cfg.seed, epoch=epoch, step=step)
             logits, aux_logits = self.model.forward_with_aux(x)
             loss = self.loss_fn(logits, y)
             objective = loss + sum(self.model.aux_weight * self.loss_fn(a, y) for a in aux_logits)
@@ -245,6 +304,9 @@ class Trainer:
 
     def fit(self) -> RunResult:
         cfg = self.cfg
+        if self._pretrained_pending:  # a new run from a checkpoint (not a resumed one)
+            load_pretrained_(self.model, cfg.init_from)
+            self._pretrained_pending = False
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.run_dir / "config.json", cfg.to_json())
         test_loader = self._loader(self.test_set, cfg.eval_batch_size, shuffle=False)
@@ -278,6 +340,8 @@ class Trainer:
             self._write_metrics()
             self._save(epoch + 1, row, is_best)
             self._print_epoch(row)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(epoch + 1, row)
         if test_meter is None:  # resumed a run that had already finished
             test_meter = evaluate(self.model, test_loader, len(self.classes), self.loss_fn)
         result = RunResult(self.run_dir, self.history, self.elapsed_s, test_meter)
@@ -286,7 +350,13 @@ class Trainer:
         inside = write_inspection_figures(
             self.run_dir, self.model.eval(), examples, cfg.preprocessing, self.classes
         )
-        write_run_report(self.run_dir, cfg, result, self.commands, self.model, inside)
+        transfer = cfg.init_from or cfg.freeze != "none" or cfg.backbone_lr_mult != 1.0
+        sections = (
+            transfer_section(cfg.init_from, self.freeze, cfg.lr, cfg.backbone_lr_mult)
+            if transfer
+            else []
+        )
+        write_run_report(self.run_dir, cfg, result, self.commands, self.model, inside, sections)
         return result
 
     def _write_metrics(self) -> None:
