@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -70,6 +69,7 @@ def run_one(model: str, seed: int, threads: int) -> dict:
         "images_per_s": final["images_per_s"],
         "run_dir": str(run_dir),
         "measured": time.strftime("%Y-%m-%d %H:%M"),
+        "threads": threads,
     }
 
 
@@ -80,20 +80,20 @@ def write_markdown(rows: list[dict], info: dict, path: Path) -> None:
         f"Budget: {BUDGET['epochs']} pass over the first {BUDGET['limit_train']:,} MNIST "
         f"training digits, batch {BUDGET['batch_size']}, padded to 32x32, each model's own "
         "recipe otherwise; error on all 10,000 test digits.",
-        f"Machine: {info['cores']} cores, {info['torch_threads']} PyTorch threads, "
-        f"PyTorch {info['torch']}, Python {info['python']}, {info['date']}.",
-        f"Command: `{shlex.join(['python', 'benchmarks/zoo_short_budget.py', *sys.argv[1:]])}`",
+        f"Machine: {info['cores']} cores, PyTorch {info['torch']}, Python {info['python']}; "
+        "PyTorch threads per row. Command: `python benchmarks/zoo_short_budget.py "
+        "[--models ...] [--threads N]` (rows measured at different times, see the last column).",
         "",
         "| model | family | params | MACs (1x32x32) | recipe | test error | train time | img/s "
-        "| measured |",
-        "|---|---|---:|---:|---|---:|---:|---:|---|",
+        "| threads | measured |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['family']} | {r['params'] / 1e6:.2f} M | "
             f"{r['macs'] / 1e6:.1f} M | {r['optimizer']} lr {r['lr']} {r['schedule']} | "
             f"{r['test_top1_error']:.2%} | {r['training_time_s']:.0f} s | "
-            f"{r['images_per_s']:,.0f} | {r['measured']} |"
+            f"{r['images_per_s']:,.0f} | {r['threads']} | {r['measured']} |"
         )
     path.write_text("\n".join(lines) + "\n")
 
@@ -101,7 +101,10 @@ def write_markdown(rows: list[dict], info: dict, path: Path) -> None:
 def record(row: dict) -> None:
     """Put `row` into the results, replacing an earlier row of the same model."""
     results = RESULTS / "zoo_short_budget.json"
-    previous = json.loads(results.read_text())["runs"] if results.exists() else []
+    earlier = json.loads(results.read_text()) if results.exists() else {"runs": []}
+    previous = [  # rows from before threads were recorded per row ran with the file's count
+        {"threads": earlier["machine"]["torch_threads"], **r} for r in earlier["runs"]
+    ]
     order = {m: i for i, m in enumerate(DEFAULT_MODELS)}
     kept = [r for r in previous if r["model"] != row["model"]]
     rows = sorted([*kept, row], key=lambda r: order.get(r["model"], len(order)))
