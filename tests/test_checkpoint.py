@@ -57,6 +57,21 @@ def test_a_pickle_file_is_refused_without_being_run(tmp_path):
     assert not marker.exists()
 
 
+def test_a_header_length_that_starts_with_the_pickle_byte_is_still_a_checkpoint(tmp_path):
+    """The first byte of a safetensors file is its header length's lowest byte: 0x80 for a
+    header of 0x..80 bytes, the byte a pickle starts with too."""
+    model = create_model("lenet5")
+    path = tmp_path / "m.safetensors"
+    for extra in range(300):  # lengthen the metadata until the header length ends in 0x80
+        meta = _meta(model="lenet5", model_args={}, data_source="x" * extra)
+        save_checkpoint(path, model, meta)
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    _, loaded = load_checkpoint(path)
+    assert loaded == meta
+
+
 def test_truncated_and_foreign_files_are_refused(tmp_path):
     model = create_model("lenet5")
     path = tmp_path / "m.safetensors"

@@ -40,7 +40,8 @@ class CheckpointMeta:
     classes: list[str]
     image_shape: tuple[int, int, int]  # (C, H, W) of a dataset image, before preprocessing
     model_args: dict[str, Any] = field(default_factory=dict)
-    dataset: str = ""
+    dataset: str = ""  # what --data named: mnist, cifar10, a folder
+    data_source: str = ""  # the files read (ImageDataset.source): cifar10 or cifar10-jpeg, ...
     digits: bool = False  # trained on MNIST-style digits: predict centres digits the same way
     metrics: dict[str, Any] = field(default_factory=dict)
     epoch: int = 0
@@ -83,15 +84,24 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
 
 
 def _check_not_pickle(path: Path) -> None:
+    """Refuse a pickle (torch.save's zip, or a bare pickle) before anything parses it.
+
+    A safetensors file starts with its header's length (8 bytes, little-endian) and the
+    header's JSON; that length may well begin with the byte 0x80 that also opens a pickle,
+    so the shape of the header decides, not the first byte.
+    """
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+    if len(head) < 9:
+        raise CheckpointError(f"{path}: {len(head)} bytes, too short for a safetensors file")
+    header_length = int.from_bytes(head[:8], "little")
+    if head[8:9] == b"{" and header_length <= path.stat().st_size - 8:
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise CheckpointError(
             f"{path}: a pickle/torch.save file, refused: it could run code when opened; "
             "cnnlab checkpoints are .safetensors files"
         )
-    if len(head) < 8:
-        raise CheckpointError(f"{path}: {len(head)} bytes, too short for a safetensors file")
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:

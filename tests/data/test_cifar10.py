@@ -33,6 +33,7 @@ from cnnlab.data.cifar10 import (
     load_cifar10_batches,
     load_cifar10_jpeg,
     read_batch,
+    verify_cifar10,
 )
 from cnnlab.data.preprocessing import CIFAR10
 from cnnlab.data.sources import load_dataset
@@ -256,3 +257,30 @@ def test_real_cifar10_jpeg_statistics_are_close_to_the_published_ones(real_cifar
     mean, std = channel_mean_std(real_cifar10["train"])
     assert np.allclose(mean, CIFAR10.mean, atol=0.005), mean  # JPEG re-encoding moves them a little
     assert np.allclose(std, CIFAR10.std, atol=0.005), std
+
+
+def test_verify_checks_each_source_in_the_order_they_are_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.data import cifar10
+
+    (missing,) = verify_cifar10(tmp_path)
+    assert not missing["found"] and not missing["ok"] and "cifar10-jpeg.zip" in missing["detail"]
+
+    archive = tmp_path / "cifar10" / ARCHIVE
+    _archive(archive)
+    _jpeg_zip(tmp_path / "cifar10-jpeg" / "cifar10-jpeg.zip")
+    tarred, zipped = verify_cifar10(tmp_path)
+    assert not tarred["ok"] and "its MD5 is" in tarred["detail"]  # not the real archive's MD5
+    assert not zipped["ok"] and "train 10, test 10" in zipped["detail"]  # nor the real zip
+    assert "expected sha256 ead45e0654262210" in zipped["detail"]
+
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", hashlib.md5(archive.read_bytes()).hexdigest())
+    tarred, _ = verify_cifar10(tmp_path)
+    assert tarred["ok"] and tarred["shape"] == (15, 3, 32, 32) and "test 4" in tarred["detail"]
+
+
+def test_verify_passes_on_the_real_jpeg_zip(cifar10_data_dir: Path) -> None:
+    (report,) = verify_cifar10(cifar10_data_dir)
+    assert report["ok"], report
+    assert report["detail"].endswith("train 50,000, test 10,000")

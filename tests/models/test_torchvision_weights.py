@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -240,16 +241,19 @@ def test_resnet18_weights_land_in_place_and_compute_the_same(tmp_path, fmt):
         torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)
 
 
-def test_resnet50_v15_weights_load_but_compute_differently():
+def test_resnet50_v15_weights_compute_the_same_and_differ_from_the_papers_v1():
     torch.manual_seed(0)
     ref = _randomise_norms_(RefResNet(RefBottleneckV15, (3, 4, 6, 3), classes=10))
     state = ref.state_dict()
     model = load_torchvision_state_dict("resnet50", state)
     _assert_every_tensor_arrived("resnet50", state, model)
     assert model.num_classes == 10
+    assert model.cfg.stride_at == "3x3"
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert not torch.allclose(model(x), ref(x), rtol=1e-3, atol=1e-3)  # v1 is not v1.5
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)
+        v1 = load_torchvision_state_dict("resnet50", state, stride_at="1x1")
+        assert not torch.allclose(v1(x), ref(x), rtol=1e-3, atol=1e-3)  # the paper's v1
 
 
 @pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
@@ -315,3 +319,59 @@ def test_read_state_dict_refuses_what_is_not_one(tmp_path):
         read_state_dict(tmp_path / "state.pt")
     with pytest.raises(CheckpointError, match="no such file"):
         read_state_dict(tmp_path / "missing.pth")
+
+
+def test_import_weights_writes_a_checkpoint_that_eval_and_finetune_start_from(
+    tmp_path, capsys, monkeypatch
+):
+    """`cnnlab import-weights`: the checkpoint computes what the torchvision-layout model
+    computes, carries the class names and ImageNet's normalisation, and `finetune` trains
+    a new head on it for a folder of images."""
+    from PIL import Image
+
+    from cnnlab.checkpoint import load_checkpoint
+    from cnnlab.cli.main import main
+
+    torch.manual_seed(0)
+    ref = _randomise_norms_(RefResNet(RefBasicBlock, (2, 2, 2, 2), classes=3)).eval()
+    weights = tmp_path / "resnet18-tv.pth"
+    torch.save(ref.state_dict(), weights)
+    names = tmp_path / "classes.txt"
+    names.write_text("cat\ndog\n\nfish\n")
+    ckpt = tmp_path / "resnet18.safetensors"
+    args = ["import-weights", "resnet18", str(weights), "--out", str(ckpt)]
+    assert main([*args, "--classes", str(names), "--input-size", "64"]) == 0
+    assert "3 classes" in capsys.readouterr().out
+    model, meta = load_checkpoint(ckpt)
+    assert meta.classes == ["cat", "dog", "fish"] and meta.image_shape == (3, 64, 64)
+    assert meta.preprocessing.mean == (0.485, 0.456, 0.406)
+    assert meta.data_source == "torchvision weights resnet18-tv.pth"
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x), rtol=1e-4, atol=1e-5)
+
+    names.write_text("cat\ndog\n")
+    assert main([*args, "--classes", str(names)]) == 2
+    assert "2 names, but the classifier has 3 outputs" in capsys.readouterr().err
+
+    folder = tmp_path / "shapes"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 4), ("test", 2)):
+        for label in ("round", "square"):
+            (folder / split / label).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / split / label / f"{i}.png")
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "ft"
+    code = main(
+        ["finetune", str(ckpt), "--data", str(folder), "--out", str(run_dir), "--epochs", "1",
+         "--batch-size", "4", "--quiet", "--augment", "flip", "--label-smoothing", "0.1"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "trained on torchvision weights resnet18-tv.pth (3 classes)" in out
+    _, tuned = load_checkpoint(run_dir)
+    assert tuned.classes == ["round", "square"] and tuned.data_source == "shapes"
+    report = (run_dir / "report.md").read_text()
+    assert "Augmentation of training batches: flip" in report
+    assert "label smoothing 0.1" in report

@@ -133,6 +133,7 @@ def test_eval_json_has_errors_per_class_and_the_confusion_matrix(
         "checkpoint",
         "model",
         "data",
+        "data_source",
         "split",
         "examples",
         "top1_error",

@@ -21,7 +21,7 @@ import sys
 from cnnlab.checkpoint import CheckpointMeta, load_checkpoint
 from cnnlab.cli.tables import render
 from cnnlab.data.loader import BatchLoader
-from cnnlab.data.sources import SOURCES, load_dataset
+from cnnlab.data.sources import SOURCES, describe_source, load_dataset
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.training.evaluate import TenCrop, evaluate
@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, meta = load_checkpoint(args.checkpoint, device)
     data = args.data or meta.dataset
+    if not data:
+        raise CnnlabError(
+            f"{args.checkpoint} does not say what data it was trained on "
+            f"({meta.data_source or 'no record'}): pass --data"
+        )
     train, test = load_dataset(data, args.data_dir)
     dataset = test if args.split == "test" else train
     if args.limit is not None:
@@ -72,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         raise CnnlabError(
             f"{data} has {len(dataset.classes)} classes but the checkpoint predicts "
             f"{meta.num_classes}"
+        )
+    if meta.data_source and dataset.source != meta.data_source:
+        print(
+            f"note: the checkpoint was trained on {meta.data_source}, this is {dataset.source}",
+            file=sys.stderr,
         )
     crop = _ten_crop(args, meta, dataset.image_shape)
     size = meta.preprocessing.input_size(*dataset.image_shape[1:]) if crop is None else crop.size
@@ -87,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "model": meta.model,
         "data": data,
+        "data_source": dataset.source,
         "split": args.split,
         "examples": meter.count,
         "top1_error": meter.top1_error,
@@ -100,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         tested = "" if crop is None else f", ten {crop.size[0]}x{crop.size[1]} crops"
         print(
-            f"{meta.model} on {data} {args.split} ({meter.count:,} examples{tested}): "
+            f"{meta.model} on {describe_source(dataset.source)} {args.split} "
+            f"({meter.count:,} examples{tested}): "
             f"top-1 error {meter.top1_error:.2%}, top-5 error {meter.top5_error:.2%}"
         )
         counts = meter.confusion.sum(dim=1).tolist()

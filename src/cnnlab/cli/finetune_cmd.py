@@ -12,20 +12,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from dataclasses import fields
 from pathlib import Path
 
 from cnnlab.checkpoint import read_checkpoint, resolve_checkpoint_path
-from cnnlab.data.sources import SOURCES
+from cnnlab.cli.training_options import add_training_options, training_settings
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.optimizers import OPTIMIZERS
-from cnnlab.training.schedules import SCHEDULES
 from cnnlab.training.trainer import Trainer
 
 EXAMPLE = """examples:
   cnnlab finetune runs/lenet --data mnist --freeze all-but-head --epochs 1
+  cnnlab finetune runs/lenet --data digits/ --augment affine:lecun --label-smoothing 0.1
   cnnlab finetune runs/lenet/checkpoints/best.safetensors --freeze stages:2 \\
       --backbone-lr-mult 0.1 --lr 0.001 --out runs/lenet-ft
   cnnlab train --resume runs/lenet-ft --epochs 4     (a fine-tuning run resumes like any)"""
@@ -40,11 +38,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="a .safetensors checkpoint or a run directory")
-    p.add_argument(
-        "--data",
-        help=f"dataset: {', '.join(SOURCES)}, or a folder or .zip of class folders (default mnist)",
-    )
-    p.add_argument("--data-dir", help="data folder (default $CNNLAB_DATA, else ~/.cache/cnnlab)")
     p.add_argument("--out", help="run directory (default runs/finetune-MODEL-DATA-TIME)")
     p.add_argument(
         "--freeze",
@@ -57,28 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="the backbone's rate is --lr times this (default 1; the head's is --lr)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--lr", type=float, help="base learning rate (the head's)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--momentum", type=float, help="SGD momentum, Adam's beta1")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument("--seed", type=int, help="one seed for the new classifier and data order")
-    p.add_argument("--val-split", type=int, help="hold out N training examples for validation")
-    p.add_argument("--limit-train", type=int, help="use the first N training examples")
-    p.add_argument("--limit-test", type=int, help="use the first N test examples")
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
-    p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
+    add_training_options(p)
     p.set_defaults(func=run)
-
-
-def _settings(args: argparse.Namespace) -> dict[str, object]:
-    """The TrainConfig fields the command line set (every flag is named after its field)."""
-    names = [f.name for f in fields(TrainConfig) if f.name not in ("model", "out")]
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,13 +61,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig.from_recipe(
         meta.model,
         spec.recipe,
-        **_settings(args),
+        **training_settings(args),
         model_args=dict(meta.model_args),
         preprocessing=meta.preprocessing,
         init_from=str(source),
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.out or f"runs/finetune-{meta.model}-{cfg.data}-{stamp}")
+    run_dir = Path(args.out or f"runs/finetune-{meta.model}-{Path(cfg.data).stem}-{stamp}")
     if (run_dir / "config.json").exists():
         raise CnnlabError(
             f"{run_dir} already holds a run: resume it with `cnnlab train --resume {run_dir}` "
@@ -103,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     cfg.out = str(run_dir)
     trainer = Trainer(cfg, run_dir, "cnnlab " + shlex.join(args.argv))
     print(
-        f"from {source}: {meta.model} trained on {meta.dataset or 'unknown data'} "
+        f"from {source}: {meta.model} trained on "
+        f"{meta.data_source or meta.dataset or 'unknown data'} "
         f"({meta.num_classes} classes); new classifier for {len(trainer.classes)} classes"
     )
     print(trainer.freeze)

@@ -10,21 +10,17 @@ import argparse
 import json
 import shlex
 import time
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.model_args import parse_model_args
+from cnnlab.cli.training_options import add_training_options, training_settings
 from cnnlab.data.preprocessing import Preprocessing
-from cnnlab.data.sources import SOURCES
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ACTIVATIONS, INIT_SCHEMES
 from cnnlab.models.technique_options import TECHNIQUE_OPTIONS, technique_overrides
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.losses import LOSSES
-from cnnlab.training.optimizers import OPTIMIZERS
-from cnnlab.training.schedules import SCHEDULES
 from cnnlab.training.trainer import Trainer
 
 EXAMPLE = """examples:
@@ -50,59 +46,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", nargs="?", help="a registered model name")
-    p.add_argument(
-        "--data",
-        help=f"dataset: {', '.join(SOURCES)}, or a folder or .zip of class folders (default mnist)",
-    )
-    p.add_argument("--data-dir", help="data folder (default $CNNLAB_DATA, else ~/.cache/cnnlab)")
-    p.add_argument(
-        "--dataset-stats",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="normalise by the training split's per-channel mean/std instead of the recipe's",
-    )
     p.add_argument("--out", help="run directory (default runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run where it stopped")
     p.add_argument(
         "--config",
         metavar="FILE",
         help="JSON of training settings (any fields of a run's config.json); flags override it",
-    )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--lr", type=float, help="base learning rate")
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--momentum", type=float, help="SGD momentum, Adam's beta1")
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", choices=SCHEDULES)
-    p.add_argument(
-        "--milestones",
-        type=lambda s: tuple(int(v) for v in s.split(",")),
-        help="multistep: epochs at which the rate drops, e.g. 10,15",
-    )
-    p.add_argument("--gamma", type=float, help="step/multistep: factor at each drop")
-    p.add_argument("--step-size", type=int, help="step: epochs between drops")
-    p.add_argument("--loss", choices=tuple(LOSSES))
-    p.add_argument(
-        "--label-smoothing",
-        type=float,
-        metavar="EPS",
-        help="cross_entropy against (1 - EPS) one-hot + EPS/K (Szegedy et al. 2016, Section 7)",
-    )
-    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this")
-    p.add_argument("--seed", type=int, help="one seed for initialisation and data order")
-    p.add_argument("--val-split", type=int, help="hold out N training examples for validation")
-    p.add_argument("--limit-train", type=int, help="use the first N training examples")
-    p.add_argument("--limit-test", type=int, help="use the first N test examples")
-    p.add_argument(
-        "--augment",
-        nargs="+",
-        metavar="SPEC",
-        help="augment training batches, in this order: crop[:PAD] flip[:p=P] "
-        "affine:lecun|affine:translate=T,scale=S,squeeze=Q,shear=H,rotate=DEG "
-        "elastic[:alpha=A,sigma=S] pca[:std=S] cutout[:SIZE] (see cnnlab.data.augment)",
     )
     p.add_argument(
         "--model-arg",
@@ -126,17 +75,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"paper (the family's own) or {', '.join(INIT_SCHEMES)}",
     )
     t.add_argument("--dropout", type=float, metavar="P", help="the model's dropout probability")
-    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
-    p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
+    add_training_options(p)
     p.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
-    """The TrainConfig fields the command line set (every flag is named after its field)."""
-    names = [f.name for f in fields(TrainConfig) if f.name not in ("model", "out")]
-    names = [n for n in names if hasattr(args, n)]
-    settings = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    settings = training_settings(args)
     if args.model_arg:
         settings["model_args"] = parse_model_args(args.model_arg)
     return settings

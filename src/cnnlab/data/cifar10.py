@@ -22,6 +22,7 @@ import hashlib
 import logging
 import pickle
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,6 +58,7 @@ TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
 JPEG_ZIP = Path("cifar10-jpeg", "cifar10-jpeg.zip")
 JPEG_NAME = "cifar10-jpeg"
+JPEG_SHA256 = "ead45e06542622104d3e17a0e554f18656c4cf310408a9ee502d835a28cf897d"  # its README
 
 
 def load_cifar10(
@@ -103,14 +105,78 @@ def archive_md5_check(expected: str) -> Check:
     """A check that a file's bytes, as they are (not gunzipped), have MD5 `expected`."""
 
     def check(path: Path) -> None:
-        digest = hashlib.md5()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        if digest.hexdigest() != expected.lower():
-            raise DataError(f"its MD5 is {digest.hexdigest()}, expected {expected}")
+        md5 = _file_digest(path, hashlib.md5())
+        if md5 != expected.lower():
+            raise DataError(f"its MD5 is {md5}, expected {expected}")
 
     return check
+
+
+def verify_cifar10(data_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """One report per CIFAR-10 source found in the data dir, in the order `load_cifar10`
+    tries them: the archive (its MD5, then every batch read), the extracted folder (every
+    batch read), the JPEG zip (its SHA-256 against the copy's published one, and the
+    number of images per split). Each dict has keys file, path, found, ok, shape and
+    detail; when nothing is found, one report says where the files go. Never raises.
+    """
+    root = resolve_data_dir(data_dir)
+    folder = root / "cifar10"
+    reports = []
+    for path in (folder / ARCHIVE, folder / BATCH_FOLDER, root / JPEG_ZIP):
+        if not path.exists():
+            continue
+        report: dict[str, Any] = {"file": path.name, "path": str(path), "found": True}
+        try:
+            if path == root / JPEG_ZIP:
+                digest = _file_digest(path, hashlib.sha256())
+                names = _jpeg_zip_counts(path)
+                report["detail"] = f"sha256 {digest[:16]}..., " + ", ".join(
+                    f"{split} {n:,}" for split, n in names.items()
+                )
+                expected = {"train": 50_000, "test": 10_000}
+                report["ok"] = digest == JPEG_SHA256 and names == expected
+                if digest != JPEG_SHA256:
+                    report["detail"] += f"; expected sha256 {JPEG_SHA256[:16]}..."
+            else:
+                detail = ""
+                if path.is_file():
+                    archive_md5_check(ARCHIVE_MD5)(path)
+                    detail = f"md5 {ARCHIVE_MD5}, "
+                train, test = load_cifar10_batches(path)
+                report["shape"] = tuple(train.images.shape)
+                report["detail"] = detail + f"train {len(train):,}, test {len(test):,}"
+                report["ok"] = True
+        except DataError as e:
+            report.update(ok=False, detail=str(e))
+        reports.append(report)
+    if not reports:
+        reports.append(
+            {
+                "file": ARCHIVE,
+                "path": str(folder / ARCHIVE),
+                "found": False,
+                "ok": False,
+                "detail": f"not found; nor {BATCH_FOLDER}/ beside it, nor {root / JPEG_ZIP}",
+            }
+        )
+    return reports
+
+
+def _file_digest(path: Path, digest: Any) -> str:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jpeg_zip_counts(path: Path) -> dict[str, int]:
+    """The number of .jpg files under train/ and test/ in the zip."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.lower().endswith(".jpg")]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path}: not a readable zip ({e})") from None
+    return {split: sum(n.startswith(f"{split}/") for n in names) for split in ("train", "test")}
 
 
 def load_cifar10_batches(path: str | Path) -> tuple[ImageDataset, ImageDataset]:

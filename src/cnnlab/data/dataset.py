@@ -42,6 +42,14 @@ class ImageDataset:
         """(C, H, W) of one image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def source(self) -> str:
+        """The files it came from, without the split: "mnist", "cifar10-jpeg", a folder's name."""
+        for split in ("-val", "-train", "-test"):
+            if self.name.endswith(split):
+                return self.name[: -len(split)]
+        return self.name
+
     def subset(self, index: torch.Tensor | slice, name: str | None = None) -> ImageDataset:
         """The examples at `index` (a slice or an index tensor), sharing no state."""
         return ImageDataset(self.images[index], self.labels[index], self.classes, name or self.name)

@@ -17,6 +17,16 @@ from cnnlab.errors import CnnlabError
 SOURCES = ("mnist", "cifar10")
 DIGIT_SOURCES = ("mnist",)  # handwritten digits made the MNIST way (for predict)
 DATA_HELP = f"dataset: {', '.join(SOURCES)}, or a folder or .zip of class sub-folders"
+SOURCE_NOTES = {
+    "cifar10-jpeg": "the JPEG re-encoded copy of CIFAR-10, so its numbers are cifar10-jpeg "
+    "numbers, not comparable digit for digit with the canonical set's",
+}
+
+
+def describe_source(source: str) -> str:
+    """`source` (an ImageDataset.source), with what a reader must know about those files."""
+    note = SOURCE_NOTES.get(source)
+    return f"{source} ({note})" if note else source
 
 
 def load_dataset(

@@ -64,6 +64,7 @@ class ResNetConfig:
     widths: tuple[int, ...] = (64, 128, 256, 512)  # filters per stage (bottleneck: inner)
     stem: str = "imagenet"  # imagenet: 7x7/2 conv 64 + 3x3/2 max pool | cifar: 3x3 conv
     shortcut: str = "B"  # A zero-padded identity | B projection where dims change | C always
+    stride_at: str = "1x1"  # bottleneck's downsampling: 1x1 (the paper) | 3x3 (torchvision v1.5)
     residual: bool = True  # False: the plain network (no shortcuts; `shortcut` is unused)
     norm: str = "batch"  # after every convolution: a kind of layers.make_norm (none: biases)
     activation: str = "relu"  # a name of layers.ACTIVATIONS
@@ -75,6 +76,7 @@ _CHOICES = {
     "block": ("basic", "bottleneck"),
     "stem": ("imagenet", "cifar"),
     "shortcut": ("A", "B", "C"),
+    "stride_at": ("1x1", "3x3"),
     "norm": NORMS,
     "activation": tuple(ACTIVATIONS),
     "init": ("paper", *INIT_SCHEMES),
@@ -154,7 +156,8 @@ class BasicBlock(nn.Module):
 
 class Bottleneck(nn.Module):
     """1x1 conv (stride s) - BN - ReLU - 3x3 conv - BN - ReLU - 1x1 conv (4x) - BN,
-    + shortcut, ReLU (Fig. 5 right). The stride sits in the first 1x1, as in the paper."""
+    + shortcut, ReLU (Fig. 5 right). The stride sits in the first 1x1, as in the paper, or
+    with `stride_at="3x3"` in the 3x3 ("ResNet v1.5", torchvision's and most frameworks')."""
 
     expansion = 4
 
@@ -162,10 +165,11 @@ class Bottleneck(nn.Module):
         super().__init__()
         act = activation_class(cfg.activation)
         cout = width * self.expansion
-        self.conv1 = _conv(cfg, cin, width, 1, stride)
+        first, second = (stride, 1) if cfg.stride_at == "1x1" else (1, stride)
+        self.conv1 = _conv(cfg, cin, width, 1, first)
         self.bn1 = _make_norm(cfg.norm, width)
         self.act1 = act()
-        self.conv2 = _conv(cfg, width, width, 3)
+        self.conv2 = _conv(cfg, width, width, 3, second)
         self.bn2 = _make_norm(cfg.norm, width)
         self.act2 = act()
         self.conv3 = _conv(cfg, width, cout, 1)

@@ -7,9 +7,9 @@ Supported (the cnnlab variant of the same name, 3x224x224 inputs, normalised lik
 - resnet18, resnet34, resnet50, resnet101, resnet152: `conv1`/`bn1` -> `stem.0`/`stem.1`,
   `downsample` -> `shortcut` (option B projections in both), `fc` -> `output`.
   torchvision's ResNet-50/101/152 are "v1.5": the downsampling stride sits in each
-  bottleneck's 3x3 convolution, while cnnlab builds the paper's v1 with the stride in the
-  first 1x1. The weights have the same shapes and load, but the network computes a
-  different function from the one they were trained in (no such difference for 18/34).
+  bottleneck's 3x3 convolution, not in the first 1x1 as in the paper, so they are built
+  with `stride_at="3x3"` (the weights would load into the paper's v1 too, with the same
+  shapes, and compute another function).
 - vgg11, vgg13, vgg16, vgg19 and their `_bn` versions (configurations A, B, D, E):
   `features.N` (conv, [batch norm,] ReLU, ..., max pool) -> `blockB.convK.{conv,norm}`,
   `classifier.0/3/6` -> `fc1.0`, `fc2.0`, `output`. torchvision pools adaptively to 7x7,
@@ -109,6 +109,11 @@ def torchvision_to_cnnlab_keys(model_name: str, keys: list[str]) -> dict[str, st
     return out
 
 
+def torchvision_overrides(model_name: str) -> dict[str, object]:
+    """The config fields that make cnnlab's `model_name` compute what torchvision's does."""
+    return {"stride_at": "3x3"} if model_name in _RESNETS[2:] else {}
+
+
 def _build(model_name: str, num_classes: int, in_chans: int, **overrides: object) -> Classifier:
     family = resnet if model_name in _RESNETS else densenet if model_name in _DENSENETS else vgg
     return family.build(model_name, num_classes, in_chans, **overrides)
@@ -120,7 +125,8 @@ def load_torchvision_state_dict(
     """The cnnlab model `model_name` (in eval mode) holding torchvision-format weights.
 
     The class count and input channels are read from the weights; `overrides` replace
-    fields of the variant's config. A key or shape that does not fit is a CheckpointError.
+    fields of the variant's config, after `torchvision_overrides`. A key or shape that does
+    not fit is a CheckpointError.
     """
     _, classifier_key, first_conv_key = _family(model_name)
     for key in (classifier_key, first_conv_key):
@@ -128,7 +134,9 @@ def load_torchvision_state_dict(
             raise CheckpointError(f"not a torchvision {model_name} state dict: it has no {key!r}")
     num_classes = state_dict[classifier_key].shape[0]
     in_chans = state_dict[first_conv_key].shape[1]
-    model = _build(model_name, num_classes, in_chans, **overrides)
+    model = _build(
+        model_name, num_classes, in_chans, **{**torchvision_overrides(model_name), **overrides}
+    )
     mapping = torchvision_to_cnnlab_keys(model_name, list(state_dict))
     unknown = [k for k in state_dict if k not in mapping]
     renamed = {mapping[k]: v for k, v in state_dict.items() if k in mapping}

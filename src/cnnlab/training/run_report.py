@@ -13,6 +13,7 @@ import torch
 
 from cnnlab.atomic_file import write_text_atomically
 from cnnlab.data.preprocessing import Preprocessing
+from cnnlab.data.sources import describe_source
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.metrics import ClassificationMeter
@@ -96,9 +97,11 @@ def write_run_report(
     model: torch.nn.Module,
     inside: Sequence[tuple[str, str]] = (),
     sections: Sequence[str] = (),
+    data_source: str = "",
 ) -> None:
     """report.md: the model, the data, the final metrics, the wall time, the commands;
-    `sections`: more Markdown lines (a fine-tuning run's transfer section)."""
+    `sections`: more Markdown lines (a fine-tuning run's transfer section); `data_source`:
+    the files the data came from (ImageDataset.source), when they say more than `cfg.data`."""
     final = result.final
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     device = next(model.parameters()).device
@@ -126,7 +129,10 @@ def write_run_report(
         "",
         "## Model and data",
         f"- Model: `{cfg.model}`{model_args}, {params:,} trainable parameters",
-        f"- Data: {cfg.data}, {limit}training examples, validation split {cfg.val_split}",
+        f"- Data: {cfg.data}"
+        f"{f', read from {describe_source(data_source)}' if data_source else ''}, "
+        f"{limit}training examples, validation split {cfg.val_split}",
+        f"- Augmentation of training batches: {' '.join(cfg.augment) or 'none'}",
         f"- Preprocessing: {cfg.preprocessing.mode}, padded to {cfg.preprocessing.pad_to or '-'}",
         f"- Optimiser: {cfg.optimizer}, lr {cfg.lr}, momentum {cfg.momentum}, "
         f"weight decay {cfg.weight_decay}; schedule {cfg.schedule}; batch {cfg.batch_size}; "

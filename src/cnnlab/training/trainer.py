@@ -200,6 +200,7 @@ class Trainer:
             image_shape=self.train_set.image_shape,
             model_args=dict(self.cfg.model_args),
             dataset=self.cfg.data,
+            data_source=self.train_set.source,
             digits=self.cfg.data in DIGIT_SOURCES,
             metrics=metrics,
             epoch=epoch,
@@ -356,7 +357,10 @@ class Trainer:
             if transfer
             else []
         )
-        write_run_report(self.run_dir, cfg, result, self.commands, self.model, inside, sections)
+        write_run_report(
+            self.run_dir, cfg, result, self.commands, self.model, inside, sections,
+            data_source=self.train_set.source,
+        )  # fmt: skip
         return result
 
     def _write_metrics(self) -> None:
