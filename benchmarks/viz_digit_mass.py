@@ -1,13 +1,14 @@
 """Measurement: how much of each explanation map lies on the digit, for a trained LeNet-5.
 
-Trains `lenet5` on real MNIST (two passes over 12,000 digits, seed 0, one thread:
-the model of tests/viz/conftest.py and docs/figures), explains the first 16 test
-digits as their true class, and reports the share of each map's positive mass
-on the digit's ink (pixels > 0 after padding 28 -> 32, dilated by one pixel),
+Trains a LeNet-5 on real MNIST (by default `lenet5`, two passes over 12,000 digits,
+seed 0, one thread: the model of tests/viz/conftest.py and docs/figures), explains the
+first 16 test digits as their true class, and reports the share of each map's positive
+mass on the digit's ink (pixels > 0 after padding 28 -> 32, dilated by one pixel),
 beside the share a uniform map would have. Writes
-benchmarks/results/viz_digit_mass.md.
+benchmarks/results/viz_digit_mass.md (viz_digit_mass-MODEL.md for another setting).
 
     python benchmarks/viz_digit_mass.py [--data DIR]
+    python benchmarks/viz_digit_mass.py --model lenet5_modern --epochs 4 --limit-train 60000
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "viz_digit_mass.md"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/datasets")
+    parser.add_argument("--model", default="lenet5", choices=("lenet5", "lenet5_modern"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--limit-train", type=int, default=12_000)
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = get_spec("lenet5").recipe
+        recipe = get_spec(args.model).recipe
         cfg = TrainConfig.from_recipe(
-            "lenet5", recipe, data_dir=args.data, epochs=2, limit_train=12_000,
-            limit_test=1_000, quiet=True, seed=0, threads=1,
+            args.model, recipe, data_dir=args.data, epochs=args.epochs,
+            limit_train=args.limit_train, quiet=True, seed=0, threads=1,
         )  # fmt: skip
-        Trainer(cfg, Path(tmp) / "run").fit()
+        result = Trainer(cfg, Path(tmp) / "run").fit()
         model, meta = load_checkpoint(Path(tmp) / "run")
     _, test = load_dataset("mnist", args.data, download=False)
     raw, labels = test.images[:16], test.labels[:16]
@@ -56,27 +60,35 @@ def main() -> None:
 
     clean = model(x).softmax(1).gather(1, labels[:, None])[:, :, None].detach()
     rows = [("uniform map (for reference)", digit.float().mean().item())]
+    default = grad_cam(model, x, labels).layer
     for layer in ("s4", "c3", "s2", "c1"):
-        default = " (the default layer)" if layer == "s4" else ""
-        rows.append((f"Grad-CAM at {layer}{default}", share(grad_cam(model, x, labels, layer).map)))
+        named = f"Grad-CAM at {layer}{' (the default layer)' if layer == default else ''}"
+        rows.append((named, share(grad_cam(model, x, labels, layer).map)))
     rows.append(("saliency", share(explain(model, x, "saliency", labels).maps)))
     rows.append(("guided Grad-CAM", share(explain(model, x, "guided-gradcam", labels).maps)))
     for patch in (8, 4):
         drop = clean - occlusion(model, x, labels, patch=patch, stride=patch // 2)
         rows.append((f"occlusion drop, patch {patch}, stride {patch // 2}", share(drop)))
+    default_setting = (args.model, args.epochs, args.limit_train) == ("lenet5", 2, 12_000)
+    flags = "" if default_setting else (
+        f" --model {args.model} --epochs {args.epochs} --limit-train {args.limit_train}"
+    )  # fmt: skip
+    test_error = result.final["test_top1_error"]
     lines = [
         "# Share of each explanation map on the digit (trained LeNet-5, 16 MNIST test digits)",
         "",
-        "Command: `python benchmarks/viz_digit_mass.py`; the model: `lenet5`, two passes over "
-        "12,000 MNIST digits, seed 0, one CPU thread. Digit = ink after padding to 32, dilated "
-        "by one pixel; share = positive map mass on it, averaged over the 16 digits.",
+        f"Command: `python benchmarks/viz_digit_mass.py{flags}`; the model: `{args.model}`, "
+        f"{args.epochs} passes over {args.limit_train:,} MNIST digits, seed 0, one CPU thread "
+        f"(test error {test_error:.2%}). Digit = ink after padding to 32, dilated by one pixel; "
+        "share = positive map mass on it, averaged over the 16 digits.",
         "",
         "| map | share on the digit |",
         "|---|---:|",
         *[f"| {name} | {value:.3f} |" for name, value in rows],
         "",
     ]
-    RESULTS.write_text("\n".join(lines))
+    path = RESULTS if default_setting else RESULTS.with_name(f"viz_digit_mass-{args.model}.md")
+    path.write_text("\n".join(lines))
     print("\n".join(lines))
 
 

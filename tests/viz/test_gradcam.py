@@ -182,6 +182,17 @@ def _digit_pixels(raw: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(ink, 3, stride=1, padding=1)[:, 0] > 0  # (N, 32, 32)
 
 
+def test_grad_cam_at_the_first_stage_concentrates_on_the_digit(trained_lenet):
+    """At C1's full resolution Grad-CAM marks the strokes: about twice the share of a
+    uniform map (benchmarks/results/viz_digit_mass*.md); not so at the coarse S4 below."""
+    cam = grad_cam(trained_lenet.model, trained_lenet.images, trained_lenet.labels, layer="c1")
+    digit = _digit_pixels(trained_lenet.raw)
+    maps = cam.map.clamp(min=0)
+    fraction = ((maps * digit).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean().item()
+    uniform = digit.float().mean().item()
+    assert fraction > 1.5 * uniform, f"mass on the digit {fraction:.3f}, uniform {uniform:.3f}"
+
+
 @pytest.mark.xfail(
     strict=True,
     reason=(
