@@ -65,11 +65,34 @@ def test_split_folders_give_every_pixel_sorted_classes_and_labels(tmp_path: Path
     assert train.classes == test.classes == ("cat", "dog")  # folder names, sorted
     assert (train.name, test.name) == ("pets-train", "pets-test")
     assert train.images.dtype == torch.uint8 and train.image_shape == (3, 6, 8)
-    assert train.labels.tolist() == [0, 0, 1, 1] and test.labels.tolist() == [0, 0, 1, 1]
-    order = ["cat/0.png", "cat/1.png", "dog/0.png", "dog/1.png"]
     for split, dataset in (("train/", train), ("test/", test)):
-        expected = torch.stack([_chw(arrays[split + name]) for name in order])
-        assert torch.equal(dataset.images, expected)
+        files = {0: ["cat/0.png", "cat/1.png"], 1: ["dog/0.png", "dog/1.png"]}
+        found = [
+            (label, _index_of(dataset, arrays[split + f]))
+            for label, fs in files.items()
+            for f in fs
+        ]
+        assert sorted(i for _, i in found) == [0, 1, 2, 3]  # each file once
+        assert all(dataset.labels[i] == label for label, i in found)
+
+
+def test_each_split_comes_in_a_seeded_order_not_class_by_class(tmp_path: Path) -> None:
+    """So that the first N examples (--limit-train N) are a sample of every class."""
+    _tree(tmp_path / "pets", n=8)
+    train, _ = load_image_folder(tmp_path / "pets")
+    labels = train.labels.tolist()
+    assert sorted(labels) == [0] * 8 + [1] * 8 and labels != sorted(labels)
+    assert set(labels[:6]) == {0, 1}
+    again, _ = load_image_folder(tmp_path / "pets")
+    other, _ = load_image_folder(tmp_path / "pets", seed=1)
+    assert torch.equal(again.images, train.images) and not torch.equal(other.images, train.images)
+
+
+def _index_of(dataset, pixels: np.ndarray) -> int:
+    """Where the image `pixels` lies in `dataset` (it must lie there once)."""
+    hits = [i for i in range(len(dataset)) if torch.equal(dataset.images[i], _chw(pixels))]
+    assert len(hits) == 1, hits
+    return hits[0]
 
 
 def test_val_folder_is_the_test_split(tmp_path: Path) -> None:
@@ -82,13 +105,13 @@ def test_grey_folder_has_one_channel_and_a_colour_image_makes_three(tmp_path: Pa
     arrays = _tree(tmp_path / "digits", shape=(5, 5), n=1)
     train, _ = load_image_folder(tmp_path / "digits")
     assert train.image_shape == (1, 5, 5)
-    assert torch.equal(train.images[0], _chw(arrays["train/cat/0.png"]))
+    _index_of(train, arrays["train/cat/0.png"])
 
     _save(tmp_path / "digits/train/dog/colour.png", np.zeros((5, 5, 3), np.uint8))
     train, _ = load_image_folder(tmp_path / "digits")
     assert train.image_shape == (3, 5, 5)
-    grey = train.images[0]  # train/cat/0.png, repeated over the channels
-    assert torch.equal(grey, _chw(arrays["train/cat/0.png"]).expand(3, 5, 5))
+    grey = np.repeat(arrays["train/cat/0.png"][..., None], 3, axis=2)  # over the channels
+    _index_of(train, grey)
     grey_only, _ = load_image_folder(tmp_path / "digits", channels=1)
     assert grey_only.image_shape == (1, 5, 5)
 

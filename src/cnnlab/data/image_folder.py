@@ -83,6 +83,8 @@ def load_image_folder(
     With train/ and test/ (or val/) folders those are the splits; otherwise `test_fraction`
     of each class goes to the test set, drawn with `seed`. The datasets are named
     "<name>-train" and "<name>-test", `name` defaulting to the folder's or zip's name.
+    Each split comes in an order drawn with `seed`, as CIFAR-10's batches do, not class by
+    class: the first N examples (`--limit-train N`) are then a fair sample of every class.
     The other options are `read_image_folder`'s.
     """
     root = Path(root).expanduser()
@@ -98,14 +100,22 @@ def load_image_folder(
     is_test = data.is_test
     if not data.has_splits:
         is_test = _holdout(data.labels, len(data.classes), test_fraction, seed)
-    train = ImageDataset(
-        data.images[~is_test], data.labels[~is_test], data.classes, f"{name}-train"
+    train, test = (
+        _in_seeded_order(data, mask, seed, f"{name}-{split}")
+        for mask, split in ((~is_test, "train"), (is_test, "test"))
     )
-    test = ImageDataset(data.images[is_test], data.labels[is_test], data.classes, f"{name}-test")
     for split in (train, test):
         if len(split) == 0:
             raise DataError(f"{root}: no readable images in its {split.name} split; {LAYOUT}")
     return train, test
+
+
+def _in_seeded_order(data: FolderImages, mask: torch.Tensor, seed: int, name: str) -> ImageDataset:
+    """The examples under `mask` in a random order drawn with `seed`, not class by class."""
+    index = mask.nonzero().squeeze(1)
+    order = torch.randperm(len(index), generator=torch.Generator().manual_seed(seed))
+    index = index[order]
+    return ImageDataset(data.images[index], data.labels[index], data.classes, name)
 
 
 def read_image_folder(
