@@ -18,6 +18,7 @@ FORBIDDEN = {
     "viz": {"training", "cli"},
     "training": {"cli"},
     "search": {"cli"},
+    "speed": {"training", "search", "viz", "cli"},
     "checkpoint": {"training", "cli"},
     "registry": {"training", "cli", "checkpoint"},
 }

@@ -9,6 +9,7 @@ import sys
 
 from cnnlab import __version__
 from cnnlab.cli import (
+    bench_cmd,
     data_cmd,
     eval_cmd,
     explain_cmd,
@@ -29,6 +30,7 @@ COMMANDS = (
     summary_cmd,
     paper_cmd,
     train_cmd,
+    bench_cmd,
     finetune_cmd,
     import_weights_cmd,
     search_cmd,

@@ -9,7 +9,7 @@ import json
 from cnnlab.analysis.paper import compare, measure
 from cnnlab.analysis.receptive_field import describe_field
 from cnnlab.analysis.summary import summarize
-from cnnlab.cli.model_args import parse_model_args
+from cnnlab.cli.model_args import add_model_arg_option, parse_model_args
 from cnnlab.cli.paper_cmd import comparison_rows
 from cnnlab.cli.tables import FORMATS, render
 from cnnlab.errors import CnnlabError
@@ -38,13 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", help="input size CxHxW (default: the paper's, see `cnnlab models`)")
     p.add_argument("--num-classes", type=int, help="default: the paper's")
     p.add_argument("--depth", type=int, default=1, help="expand nested blocks this deep")
-    p.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a field of the model's config (repeatable), e.g. width_mult=0.5",
-    )
+    add_model_arg_option(p, "width_mult=0.5")
     p.add_argument("--paper", action="store_true", help="also the paper's published numbers")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.set_defaults(func=run)

@@ -1,0 +1,1 @@
+"""Measuring speed: training and inference throughput, latency, and this machine's peaks."""
