@@ -1,7 +1,9 @@
 """`cnnlab train MODEL --data mnist`: train into a run directory, or resume one.
 
 Every setting left out comes from the model's recipe (`cnnlab models` lists the
-models; each family's docs give its recipe).
+models; each family's docs give its recipe). `torchrun --nproc-per-node N -m cnnlab
+train ...` trains in N processes (DistributedDataParallel; --batch-size stays the
+global batch); only the first process prints and writes the run directory.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cnnlab.layers import ACTIVATIONS, INIT_SCHEMES
 from cnnlab.models.technique_options import TECHNIQUE_OPTIONS, technique_overrides
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.distributed import World, current_world
 from cnnlab.training.trainer import Trainer
 
 EXAMPLE = """examples:
@@ -30,6 +33,8 @@ EXAMPLE = """examples:
   cnnlab train lenet5_modern --norm none --act tanh --dropout 0.2 --label-smoothing 0.1
   cnnlab train lenet5_modern --augment affine:lecun elastic:alpha=34,sigma=4
   cnnlab train --resume runs/quick --epochs 6
+  torchrun --nproc-per-node 2 -m cnnlab train lenet5 --out runs/ddp
+                                                   (2 processes; resumable with any number)
   cnnlab train --config best.json --epochs 20     (settings from a file, e.g. a run's
                                                     config.json or `cnnlab search`'s best)"""
 
@@ -121,8 +126,18 @@ def config_file_settings(path: str) -> dict[str, Any]:
     return d
 
 
+def _command(argv: list[str], world: World) -> str:
+    """The command line as the run's report quotes it, with torchrun's process count."""
+    command = shlex.join(argv)
+    if not world.distributed:
+        return f"cnnlab {command}"
+    nodes = f"--nnodes {world.size // world.local_size} " if world.local_size < world.size else ""
+    return f"torchrun {nodes}--nproc-per-node {world.local_size} -m cnnlab {command}"
+
+
 def run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    world = current_world()
     if args.resume:
         if args.config:
             raise CnnlabError("--resume continues a run as configured: --config cannot change it")
@@ -151,13 +166,15 @@ def run(args: argparse.Namespace) -> int:
                 "or choose another --out"
             )
         cfg.out = str(run_dir)
-    command = "cnnlab " + shlex.join(args.argv)
-    trainer = Trainer(cfg, run_dir, command)
-    if args.resume:
-        if trainer.restore():
-            print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
-        else:
-            print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
+    trainer = Trainer(cfg, run_dir, _command(args.argv, world))
+    resumed = trainer.restore() if args.resume else False
+    if not world.is_main:  # the first process speaks for all
+        trainer.fit()
+        return 0
+    if resumed:
+        print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
+    elif args.resume:
+        print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
     result = trainer.fit()
     final = result.final
     print(

@@ -75,6 +75,9 @@ def evaluate(
 
     With `ten_crop`, the meter sees the log of the averaged softmax as logits: the same
     ranking for top-k, and a cross-entropy of -log of the averaged probability.
+
+    Over a loader of one process's shares (multi-process training) every process calls
+    it, and each gets the figures of the whole set, summed over the processes.
     """
     was_training = model.training
     model.eval()
@@ -90,5 +93,7 @@ def evaluate(
             logits = probabilities.clamp_min(torch.finfo(probabilities.dtype).tiny).log()
         loss = loss_fn(logits, y) if loss_fn is not None else None
         meter.update(logits, y, loss)
+    if loader.world_size > 1:
+        meter.all_reduce_()
     model.train(was_training)
     return meter

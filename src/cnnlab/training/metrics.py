@@ -1,8 +1,11 @@
-"""Top-k error, the confusion matrix and the per-class error, accumulated over batches."""
+"""Top-k error, the confusion matrix and the per-class error, accumulated over batches
+(and, in multi-process training, summed over the processes)."""
 
 from __future__ import annotations
 
 import torch
+
+from cnnlab.training.distributed import all_reduce_sum_
 
 
 class ClassificationMeter:
@@ -40,6 +43,15 @@ class ClassificationMeter:
         if loss is not None:
             self.loss_sum += torch.as_tensor(loss).detach().to(self.loss_sum) * n
         self.count += n
+
+    def all_reduce_(self) -> ClassificationMeter:
+        """Sum the meters of every process of the group into each: the figures of all the
+        examples the processes saw together. Every process must call it."""
+        count = torch.tensor(self.count, dtype=torch.int64, device=self.confusion.device)
+        for total in (self.confusion, self.loss_sum, self.top5_wrong, count):
+            all_reduce_sum_(total)
+        self.count = int(count.item())
+        return self
 
     @property
     def top1_error(self) -> float:

@@ -4,6 +4,11 @@ A run directory holds config.json (the resolved settings), metrics.csv (one row
 per epoch), checkpoints/{last,best}.safetensors plus last.state.pt (optimiser,
 schedule, RNG and progress, for `--resume`), curves.png, confusion.png and
 report.md.
+
+Under torchrun (`training.distributed`) every process trains its share of each global
+batch under DistributedDataParallel; the metrics are summed over the processes, and only
+rank 0 prints and writes the run directory, which a resumed run can continue with any
+number of processes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models.classifier import Classifier
 from cnnlab.registry import create_model
+from cnnlab.training import distributed
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluate import evaluate
 from cnnlab.training.losses import create_loss
@@ -106,7 +112,9 @@ class Trainer:
         self.commands = [command] if command else []
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = resolve_device(cfg.device)
+        self.world = distributed.current_world()
+        self.device = distributed.rank_device(self.world, resolve_device(cfg.device))
+        self._owns_group = distributed.init_process_group(self.world, self.device)
         torch.manual_seed(cfg.seed)  # one seed: initialisation, dropout, data order
         self.train_set, self.val_set, self.test_set = self._datasets()
         self.classes = list(self.train_set.classes)
@@ -119,12 +127,21 @@ class Trainer:
         # transfer: freeze now; fit() loads init_from's weights unless restore() loaded the run's
         self.freeze = apply_freeze(self.model, cfg.freeze)
         self._pretrained_pending = cfg.init_from is not None
-        self.train_loader = self._loader(self.train_set, cfg.batch_size, shuffle=True)
+        self.forward_with_aux = (  # DDP: backward averages the gradients of the processes
+            distributed.data_parallel(self.model, self.device)
+            if self.world.distributed
+            else self.model.forward_with_aux
+        )
         self.augment = (  # training batches only, seeded by (seed, epoch, step)
             Augment.for_dataset(cfg.augment, self.train_set, cfg.preprocessing)
             if cfg.augment
             else None
         )
+        # an augmented global batch is loaded whole, distorted as in one process, then shared
+        self.train_loader = self._loader(
+            self.train_set, cfg.batch_size, shuffle=True, share=self.augment is None
+        )
+        self._check_shares()
         self.optimizer = create_optimizer(
             cfg.optimizer,
             parameter_groups(self.model, cfg.lr, cfg.backbone_lr_mult),
@@ -178,7 +195,11 @@ class Trainer:
             train, val = train.split(cfg.val_split, cfg.seed)
         return train, val, test
 
-    def _loader(self, dataset: ImageDataset, batch_size: int, shuffle: bool) -> BatchLoader:
+    def _loader(
+        self, dataset: ImageDataset, batch_size: int, shuffle: bool, share: bool = True
+    ) -> BatchLoader:
+        """Batches of `dataset`; this process's share of each, unless `share` is False."""
+        world = self.world if share else distributed.World()
         return BatchLoader(
             dataset,
             batch_size,
@@ -186,7 +207,19 @@ class Trainer:
             shuffle=shuffle,
             seed=self.cfg.seed,
             device=self.device,
+            rank=world.rank,
+            world_size=world.size,
         )
+
+    def _check_shares(self) -> None:
+        """Every process needs an example of every training batch (the last one too)."""
+        n, batch, processes = len(self.train_set), self.cfg.batch_size, self.world.size
+        last = n % batch or batch  # the last batch: at most n, at most batch
+        if last < processes:
+            raise CnnlabError(
+                f"{n} training examples in batches of {batch} leave a batch of {last}, fewer "
+                f"than the {processes} processes: expected another --batch-size or --limit-train"
+            )
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -267,6 +300,9 @@ class Trainer:
         self.model.train()
         keep_frozen_norms_in_eval(self.model)  # frozen statistics stay as loaded
         self.train_loader.set_epoch(epoch)
+        world = self.world
+        if world.distributed:  # dropout: its own stream in each process, resumable with any N
+            torch.manual_seed(distributed.rank_seed(self.cfg.seed, epoch, world.rank))
         meter = ClassificationMeter(len(self.classes), device=self.device)
         start, seen = time.perf_counter(), 0
         bar = tqdm(
@@ -274,15 +310,21 @@ class Trainer:
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             unit="batch",
             leave=False,
-            disable=self.cfg.quiet,
+            disable=self.cfg.quiet or not world.is_main,
             dynamic_ncols=True,
         )
         for step, (x, y) in enumerate(bar):
             if self.augment is not None:
                 x = self.augment(x, seed=self.cfg.seed, epoch=epoch, step=step)
-            logits, aux_logits = self.model.forward_with_aux(x)
+                if world.distributed:  # the global batch was loaded whole: keep the share
+                    share = world.share(y.shape[0])
+                    x, y = x[share], y[share]
+            batch = self.train_loader.global_batch_length(step)
+            logits, aux_logits = self.forward_with_aux(x)
             loss = self.loss_fn(logits, y)
             objective = loss + sum(self.model.aux_weight * self.loss_fn(a, y) for a in aux_logits)
+            if world.distributed:  # DDP's mean over processes is then the global batch's mean
+                objective = objective * world.share_weight(batch)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             if self.cfg.grad_clip is not None:
@@ -291,10 +333,13 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             meter.update(logits, y, loss)  # running loss and error, in training mode
-            seen += y.shape[0]
-            if not self.cfg.quiet and step % 20 == 0:
+            seen += batch
+            if not bar.disable and step % 20 == 0:
                 rate = seen / max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:,.0f}")
+        if world.distributed:  # the figures of the global batches, in every process
+            meter.all_reduce_()
+            distributed.average_running_statistics_(self.model, world)
         mean_loss = meter.loss
         if not math.isfinite(mean_loss):
             raise CnnlabError(
@@ -304,12 +349,23 @@ class Trainer:
         return meter, seen / max(time.perf_counter() - start, 1e-9), lr
 
     def fit(self) -> RunResult:
+        """Train the remaining epochs; under torchrun, leave the process group at the end."""
+        try:
+            return self._fit()
+        finally:
+            if self._owns_group:
+                distributed.destroy_process_group()
+                self._owns_group = False
+
+    def _fit(self) -> RunResult:
         cfg = self.cfg
+        main = self.world.is_main  # the one process that prints and writes files
         if self._pretrained_pending:  # a new run from a checkpoint (not a resumed one)
             load_pretrained_(self.model, cfg.init_from)
             self._pretrained_pending = False
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(self.run_dir / "config.json", cfg.to_json())
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomically(self.run_dir / "config.json", cfg.to_json())
         test_loader = self._loader(self.test_set, cfg.eval_batch_size, shuffle=False)
         val_loader = self.val_set and self._loader(self.val_set, cfg.eval_batch_size, False)
         test_meter = None
@@ -338,14 +394,17 @@ class Trainer:
             selection = row["val_top1_error"] if val else row["test_top1_error"]
             is_best = selection < self.best_error
             self.best_error = min(self.best_error, selection)
-            self._write_metrics()
-            self._save(epoch + 1, row, is_best)
-            self._print_epoch(row)
+            if main:
+                self._write_metrics()
+                self._save(epoch + 1, row, is_best)
+                self._print_epoch(row)
             if self.on_epoch_end is not None:
                 self.on_epoch_end(epoch + 1, row)
         if test_meter is None:  # resumed a run that had already finished
             test_meter = evaluate(self.model, test_loader, len(self.classes), self.loss_fn)
         result = RunResult(self.run_dir, self.history, self.elapsed_s, test_meter)
+        if not main:
+            return result
         write_run_figures(self.run_dir, self.history, test_meter, self.classes)
         examples = cfg.preprocessing(self.test_set.images[:4].to(self.device))
         inside = write_inspection_figures(
@@ -356,12 +415,33 @@ class Trainer:
             transfer_section(cfg.init_from, self.freeze, cfg.lr, cfg.backbone_lr_mult)
             if transfer
             else []
-        )
+        ) + self._processes_section()
         write_run_report(
             self.run_dir, cfg, result, self.commands, self.model, inside, sections,
             data_source=self.train_set.source,
         )  # fmt: skip
         return result
+
+    def _processes_section(self) -> list[str]:
+        """The report's account of a multi-process run (none for a single process)."""
+        world = self.world
+        if not world.distributed:
+            return []
+        share = world.share(self.cfg.batch_size)
+        cuda = self.device.type == "cuda"
+        norm = (
+            "by the global batch (SyncBatchNorm)"
+            if cuda
+            else "by each process's share (PyTorch has no SyncBatchNorm on the CPU)"
+        )
+        return [
+            "## Processes",
+            f"- Trained (in its last session) in {world.size} processes, DistributedDataParallel "
+            f"over {'NCCL' if cuda else 'gloo'}: each took about {share.stop - share.start} "
+            f"examples of every global batch of {self.cfg.batch_size}; batch norm, if any, "
+            f"normalises {norm}",
+            "",
+        ]
 
     def _write_metrics(self) -> None:
         path = self.run_dir / "metrics.csv"
