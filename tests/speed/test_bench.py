@@ -72,8 +72,8 @@ def fake_peak(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("argv", "precision", "channels_last"),
     [
-        (("lenet5", "--data", "mnist"), "fp32", True),
-        (("resnet20", "--precision", "bf16", "--no-channels-last"), "bf16", False),
+        (("lenet5", "--data", "mnist"), "fp32", False),
+        (("resnet20", "--precision", "bf16", "--channels-last"), "bf16", True),
     ],
 )
 def test_every_figure_is_reported_and_sane(

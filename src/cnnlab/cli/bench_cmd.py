@@ -20,15 +20,10 @@ from cnnlab.data import cifar10, mnist
 from cnnlab.data.sources import DATA_HELP, load_dataset
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
+from cnnlab.precision import PRECISIONS, autocast_dtype
 from cnnlab.registry import create_model, get_spec
 from cnnlab.speed.peak import cache_file, machine_peak
-from cnnlab.speed.throughput import (
-    PRECISIONS,
-    TRAIN_FORWARD_MULTIPLE,
-    BenchSettings,
-    autocast_dtype,
-    bench,
-)
+from cnnlab.speed.throughput import TRAIN_FORWARD_MULTIPLE, BenchSettings, bench
 
 EXAMPLE = """examples:
   cnnlab bench lenet5 --data mnist --batch-size 256
@@ -64,8 +59,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="model and input in channels_last memory format (default: yes)",
+        default=False,
+        help="model and input in channels_last memory format (default: no, as `train`)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run the forward through torch.compile (compiled in the warm-up)",
     )
     p.add_argument(
         "--precision",
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         precision=args.precision,
         channels_last=args.channels_last,
+        compile=args.compile,
     )
     found = bench(model, shape, settings)  # before the peaks: ru_maxrss only grows
     peak, cached = machine_peak(device, remeasure=args.remeasure_peak)
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": peak.machine,
         "threads": torch.get_num_threads(),
         "precision": args.precision,
+        "compile": args.compile,
         "channels_last": args.channels_last,
         "batch_size": settings.batch_size,
         "eval_batch_size": settings.eval_batch_size,

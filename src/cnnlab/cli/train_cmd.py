@@ -39,7 +39,7 @@ EXAMPLE = """examples:
                                                     config.json or `cnnlab search`'s best)"""
 
 # settings that may change when a run is resumed: they do not alter what it computes
-RESUMABLE = {"epochs", "quiet", "device", "threads"}
+RESUMABLE = {"epochs", "quiet", "device", "threads", "channels_last", "compile"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -100,8 +100,9 @@ def _resume(args: argparse.Namespace, settings: dict[str, object]) -> tuple[Trai
     fixed += [o for o in TECHNIQUE_OPTIONS if getattr(args, o) is not None]
     if fixed:
         raise CnnlabError(
-            f"--resume continues the run as configured; only --epochs, --quiet, --device and "
-            f"--threads may change, got {', '.join('--' + f.replace('_', '-') for f in fixed)}"
+            "--resume continues the run as configured; only --epochs, --quiet, --device, "
+            "--threads, --channels-last and --compile may change, got "
+            + ", ".join("--" + f.replace("_", "-") for f in fixed)
         )
     cfg = TrainConfig.from_json(config.read_text())
     for key, value in settings.items():

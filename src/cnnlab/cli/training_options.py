@@ -8,6 +8,7 @@ import argparse
 from dataclasses import fields
 
 from cnnlab.data.sources import DATA_HELP
+from cnnlab.precision import PRECISIONS
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.losses import LOSSES
 from cnnlab.training.optimizers import OPTIMIZERS
@@ -69,6 +70,23 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-test", type=int, help="use the first N test examples")
     p.add_argument("--augment", nargs="+", metavar="SPEC", help=AUGMENT_HELP)
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--precision",
+        choices=tuple(PRECISIONS),
+        help="fp32 (default), or autocast of forward and loss in bf16 or fp16 (loss scaled)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="model and batches in channels_last memory format (faster for wide convolutions)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the model through torch.compile (a first-step compile, then faster steps)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
 

@@ -29,7 +29,8 @@ def batch_share(n: int, rank: int, world_size: int) -> slice:
 
 
 class BatchLoader:
-    """Yields (inputs, labels): uint8 slices moved to `device`, then preprocessed there.
+    """Yields (inputs, labels): uint8 slices moved to `device`, then preprocessed there
+    (in channels_last memory format with `channels_last`).
 
     With `world_size` > 1 it yields process `rank`'s share of each global batch
     (`batch_share`), and skips a batch in which that share is empty.
@@ -47,6 +48,7 @@ class BatchLoader:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        channels_last: bool = False,
     ) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
@@ -57,6 +59,7 @@ class BatchLoader:
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -95,4 +98,4 @@ class BatchLoader:
                 x, y = x.pin_memory(), y.pin_memory()
             x = x.to(self.device, non_blocking=pin)
             y = y.to(self.device, non_blocking=pin)
-            yield self.preprocessing(x), y
+            yield self.preprocessing(x).contiguous(memory_format=self.memory_format), y

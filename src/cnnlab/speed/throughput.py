@@ -24,7 +24,6 @@ import resource
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -34,9 +33,9 @@ import torch.nn.functional as F
 from cnnlab.analysis.paper import measure
 from cnnlab.errors import CnnlabError
 from cnnlab.models.classifier import Classifier
+from cnnlab.precision import autocast, autocast_dtype, grad_scaler
 from cnnlab.speed.peak import synchronize
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TRAIN_FORWARD_MULTIPLE = 3  # forward + backward ~ 3 forwards
 WARMUP_STEPS = 3
 LATENCY_RUNS = 200
@@ -53,7 +52,8 @@ class BenchSettings:
     eval_batch_size: int = 1024
     steps: int = 20
     precision: str = "fp32"
-    channels_last: bool = True
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the forward (compiled during the warm-up)
 
 
 @dataclass(frozen=True)
@@ -87,31 +87,6 @@ class Measurements:
         return 2 * self.macs_per_image * self.infer_images_per_s / 1e9
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `precision` (None for fp32); an error where `device` lacks it."""
-    if precision not in PRECISIONS:
-        raise CnnlabError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return None
-    if device.type == "cuda" and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        raise CnnlabError(f"--precision bf16: this GPU ({device}) does not support bfloat16")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with torch.autocast(device.type, dtype=dtype):
-            pass
-    if caught:
-        reason = str(caught[0].message).splitlines()[0]
-        raise CnnlabError(f"--precision {precision} is not supported on {device.type}: {reason}")
-    return dtype
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _inputs(
     model: Classifier, shape: tuple[int, int, int], batch: int, settings: BenchSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,6 +95,11 @@ def _inputs(
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(model.num_classes, (batch,), device=settings.device)
     return x, y
+
+
+def _compiled(fn: Callable, settings: BenchSettings) -> Callable:
+    """`fn` through torch.compile when the settings ask for it."""
+    return torch.compile(fn) if settings.compile else fn
 
 
 def _timed(fn: Callable[[], object], count: int, device: torch.device) -> float:
@@ -139,12 +119,13 @@ def training_throughput(
     dtype = autocast_dtype(settings.precision, settings.device)
     x, y = _inputs(model, shape, settings.batch_size, settings)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    scaler = torch.amp.GradScaler(settings.device.type, enabled=settings.precision == "fp16")
+    scaler = grad_scaler(settings.device, settings.precision)
     model.train()
+    forward = _compiled(model.forward_with_aux, settings)
 
     def step() -> None:
-        with _autocast(settings.device, dtype):
-            logits, aux_logits = model.forward_with_aux(x)
+        with autocast(settings.device, dtype):
+            logits, aux_logits = forward(x)
             loss = F.cross_entropy(logits, y)
             loss = loss + sum(model.aux_weight * F.cross_entropy(a, y) for a in aux_logits)
         optimizer.zero_grad(set_to_none=True)
@@ -167,9 +148,10 @@ def inference_throughput(
     x, _ = _inputs(model, shape, batch, settings)
     batches = max(3, math.ceil(settings.steps * settings.batch_size / batch))
     model.eval()
-    with torch.inference_mode(), _autocast(settings.device, dtype):
-        model(x)
-        return batches * batch / _timed(lambda: model(x), batches, settings.device)
+    forward = _compiled(model, settings)
+    with torch.inference_mode(), autocast(settings.device, dtype):
+        forward(x)
+        return batches * batch / _timed(lambda: forward(x), batches, settings.device)
 
 
 def batch1_latency(
@@ -180,15 +162,16 @@ def batch1_latency(
     dtype = autocast_dtype(settings.precision, settings.device)
     x, _ = _inputs(model, shape, 1, settings)
     model.eval()
+    forward = _compiled(model, settings)
     times: list[float] = []
-    with torch.inference_mode(), _autocast(settings.device, dtype):
+    with torch.inference_mode(), autocast(settings.device, dtype):
         for _ in range(WARMUP_STEPS):
-            model(x)
+            forward(x)
         budget_end = time.perf_counter() + LATENCY_BUDGET_S
         while len(times) < LATENCY_RUNS and (
             len(times) < LATENCY_MIN_RUNS or time.perf_counter() < budget_end
         ):
-            times.append(_timed(lambda: model(x), 1, settings.device))
+            times.append(_timed(lambda: forward(x), 1, settings.device))
     ordered = sorted(times)
     p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]  # nearest rank
     return Latency(statistics.median(ordered) * 1e3, p95 * 1e3, len(ordered))

@@ -12,6 +12,7 @@ from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.recipe import Recipe
 from cnnlab.training.losses import check_label_smoothing
+from cnnlab.precision import PRECISIONS
 from cnnlab.training.transfer import parse_freeze
 
 
@@ -51,6 +52,9 @@ class TrainConfig:
     backbone_lr_mult: float = 1.0  # the backbone's learning rate is lr times this
     device: str = "auto"
     threads: int | None = None  # CPU threads; default: PyTorch's choice
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of forward and loss (cnnlab.precision)
+    channels_last: bool = False  # model and batches in channels_last memory format
+    compile: bool = False  # run the model's forward through torch.compile
     quiet: bool = False
     recipe_note: str = ""
 
@@ -96,6 +100,10 @@ class TrainConfig:
         self.augment = (self.augment,) if isinstance(self.augment, str) else tuple(self.augment)
         parse_augment(self.augment)
         check_label_smoothing(self.loss, self.label_smoothing)
+        if self.precision not in PRECISIONS:
+            raise CnnlabError(
+                f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}"
+            )
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -139,6 +139,9 @@ def write_run_report(
         f"loss {cfg.loss}"
         f"{f' with label smoothing {cfg.label_smoothing}' if cfg.label_smoothing else ''}; "
         f"seed {cfg.seed}",
+        f"- Arithmetic: {cfg.precision}"
+        f"{', channels_last' if cfg.channels_last else ''}"
+        f"{', torch.compile' if cfg.compile else ''}",
         *([f"- Recipe note: {cfg.recipe_note}"] if cfg.recipe_note else []),
         "",
         "## Per epoch",

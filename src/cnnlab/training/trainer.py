@@ -41,6 +41,7 @@ from cnnlab.data.statistics import meanstd_preprocessing
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.models.classifier import Classifier
+from cnnlab.precision import autocast, autocast_dtype, grad_scaler
 from cnnlab.registry import create_model
 from cnnlab.training import distributed
 from cnnlab.training.config import TrainConfig
@@ -127,11 +128,17 @@ class Trainer:
         # transfer: freeze now; fit() loads init_from's weights unless restore() loaded the run's
         self.freeze = apply_freeze(self.model, cfg.freeze)
         self._pretrained_pending = cfg.init_from is not None
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.forward_with_aux = (  # DDP: backward averages the gradients of the processes
             distributed.data_parallel(self.model, self.device)
             if self.world.distributed
             else self.model.forward_with_aux
         )
+        if cfg.compile:
+            self.forward_with_aux = torch.compile(self.forward_with_aux)
+        self.autocast_dtype = autocast_dtype(cfg.precision, self.device)
+        self.scaler = grad_scaler(self.device, cfg.precision)  # fp16 only; else a pass-through
         self.augment = (  # training batches only, seeded by (seed, epoch, step)
             Augment.for_dataset(cfg.augment, self.train_set, cfg.preprocessing)
             if cfg.augment
@@ -207,6 +214,7 @@ class Trainer:
             shuffle=shuffle,
             seed=self.cfg.seed,
             device=self.device,
+            channels_last=self.cfg.channels_last,
             rank=world.rank,
             world_size=world.size,
         )
@@ -252,6 +260,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "best_error": self.best_error,
+            "scaler": self.scaler.state_dict(),
             "elapsed_s": self.elapsed_s,
             "history": self.history,
             "commands": self.commands,
@@ -288,6 +297,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.start_epoch = state["epoch"]
         self.best_error = state["best_error"]
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.elapsed_s = state["elapsed_s"]
         self.history = list(state["history"])
         self.commands = list(state["commands"]) + self.commands
@@ -320,17 +331,21 @@ class Trainer:
                     share = world.share(y.shape[0])
                     x, y = x[share], y[share]
             batch = self.train_loader.global_batch_length(step)
-            logits, aux_logits = self.forward_with_aux(x)
-            loss = self.loss_fn(logits, y)
-            objective = loss + sum(self.model.aux_weight * self.loss_fn(a, y) for a in aux_logits)
+            with autocast(self.device, self.autocast_dtype):
+                logits, aux_logits = self.forward_with_aux(x)
+                loss = self.loss_fn(logits, y)
+                aux_loss = sum(self.model.aux_weight * self.loss_fn(a, y) for a in aux_logits)
+            objective = loss + aux_loss
             if world.distributed:  # DDP's mean over processes is then the global batch's mean
                 objective = objective * world.share_weight(batch)
             self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
+            self.scaler.scale(objective).backward()
             if self.cfg.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)  # clip the true gradient
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             lr = self.optimizer.param_groups[0]["lr"]
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)  # skipped when fp16 overflowed
+            self.scaler.update()
             self.scheduler.step()
             meter.update(logits, y, loss)  # running loss and error, in training mode
             seen += batch
