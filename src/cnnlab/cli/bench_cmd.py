@@ -16,11 +16,12 @@ import torch
 
 from cnnlab.cli.model_args import add_model_arg_option, parse_model_args
 from cnnlab.cli.tables import FORMATS, render
+from cnnlab.cli.training_options import add_arithmetic_options
 from cnnlab.data import cifar10, mnist
 from cnnlab.data.sources import DATA_HELP, load_dataset
 from cnnlab.device import resolve_device
 from cnnlab.errors import CnnlabError
-from cnnlab.precision import PRECISIONS, autocast_dtype
+from cnnlab.precision import autocast_dtype
 from cnnlab.registry import create_model, get_spec
 from cnnlab.speed.peak import cache_file, machine_peak
 from cnnlab.speed.throughput import TRAIN_FORWARD_MULTIPLE, BenchSettings, bench
@@ -56,24 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
-    p.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="model and input in channels_last memory format (default: no, as `train`)",
-    )
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="run the forward through torch.compile (compiled in the warm-up)",
-    )
-    p.add_argument(
-        "--precision",
-        default="fp32",
-        metavar="P",
-        help=f"{', '.join(PRECISIONS)}: autocast around forward and loss (default fp32)",
-    )
+    add_arithmetic_options(p, given_only=False)
     add_model_arg_option(p, "norm=none")
     p.add_argument("--remeasure-peak", action="store_true", help="measure the peaks again")
     p.add_argument("--format", choices=FORMATS, default="table")

@@ -70,25 +70,31 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-test", type=int, help="use the first N test examples")
     p.add_argument("--augment", nargs="+", metavar="SPEC", help=AUGMENT_HELP)
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    p.add_argument(
-        "--precision",
-        choices=tuple(PRECISIONS),
-        help="fp32 (default), or autocast of forward and loss in bf16 or fp16 (loss scaled)",
-    )
-    p.add_argument(
-        "--channels-last",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="model and batches in channels_last memory format (faster for wide convolutions)",
-    )
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="run the model through torch.compile (a first-step compile, then faster steps)",
-    )
+    add_arithmetic_options(p)
     p.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--quiet", action="store_true", default=None, help="one line per epoch")
+
+
+def add_arithmetic_options(p: argparse.ArgumentParser, given_only: bool = True) -> None:
+    """--precision, --channels-last and --compile. With `given_only` an option left out is
+    None (the recipe or a --config file decides), else fp32, off and off."""
+    p.add_argument(
+        "--precision",
+        default=None if given_only else "fp32",
+        metavar="P",
+        help=f"{', '.join(PRECISIONS)}: autocast of forward and loss (fp16 also scales the "
+        "loss; default fp32)",
+    )
+    for flag, what in (
+        ("--channels-last", "model and batches in channels_last memory format"),
+        ("--compile", "the forward through torch.compile (compiled in the first steps)"),
+    ):
+        p.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=None if given_only else False,
+            help=f"{what} (default: off)",
+        )
 
 
 def training_settings(args: argparse.Namespace) -> dict[str, object]:

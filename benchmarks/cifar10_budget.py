@@ -1,0 +1,155 @@
+"""Benchmark: the best CIFAR-10 test accuracy a wall-clock budget buys on this machine.
+
+Trains one cnnlab model (default resnet20, He et al. 2016's CIFAR network) on the shared
+JPEG re-encoded CIFAR-10 (so its numbers are cifar10-jpeg numbers) with a recipe sized to
+the budget: the training and inference rates are measured first (`cnnlab.speed`), the
+epochs are as many as fit in the budget with each epoch's test evaluation, and a one-cycle
+schedule (Smith and Topin 2019) anneals over exactly those epochs, as the public CIFAR-10
+speed runs do; SGD with Nesterov momentum, weight decay 5e-4, label smoothing 0.1, random
+crops (pad 4) and flips. The clock runs from loading the (cached) data to the last test
+evaluation; should a run overshoot, it stops at the first epoch past the budget. Writes
+benchmarks/results/cifar10_budget-<M>min.{json,md}.
+
+    python benchmarks/cifar10_budget.py --minutes 15
+    python benchmarks/cifar10_budget.py --minutes 60 --model resnet20 --precision fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from mnist_lenet import machine
+
+from cnnlab.registry import create_model, get_spec
+from cnnlab.speed.throughput import BenchSettings, inference_throughput, training_throughput
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.trainer import Trainer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRAIN, TEST = 50_000, 10_000
+SAFETY = 0.85  # of the budget planned for: data loading, the report, rate drift
+
+
+class OverBudget(Exception):
+    pass
+
+
+def planned_epochs(
+    model: str, minutes: float, batch: int, precision: str, channels_last: bool
+) -> tuple[int, dict]:
+    """Epochs that fit in the budget at the rates measured now, and those rates."""
+    settings = BenchSettings(
+        torch.device("cpu"), batch, 1000, steps=10, precision=precision,
+        channels_last=channels_last,
+    )  # fmt: skip
+    net = create_model(model, num_classes=10, in_chans=3)
+    train_rate = training_throughput(net, (3, 32, 32), settings)
+    infer_rate = inference_throughput(net, (3, 32, 32), settings)
+    epoch_s = TRAIN / train_rate + TEST / infer_rate
+    epochs = max(1, math.floor(SAFETY * minutes * 60 / epoch_s))
+    return epochs, {"train_images_per_s": train_rate, "infer_images_per_s": infer_rate}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=15)
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--data", default="../shared/datasets")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.2)
+    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"))
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    epochs, rates = planned_epochs(
+        args.model, args.minutes, args.batch_size, args.precision, args.channels_last
+    )
+    print(f"{args.model}: {epochs} epochs planned for {args.minutes:g} min at {rates}")
+    cfg = TrainConfig.from_recipe(
+        args.model, get_spec(args.model).recipe, data="cifar10", data_dir=args.data,
+        epochs=epochs, batch_size=args.batch_size, optimizer="sgd", lr=args.lr, momentum=0.9,
+        nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+        augment=("crop:4", "flip"), eval_batch_size=1000, threads=args.threads,
+        precision=args.precision, channels_last=args.channels_last, quiet=True, seed=0,
+    )  # fmt: skip
+    tag = f"{args.minutes:g}min"
+    run_dir = Path("runs") / f"bench-cifar10-{args.model}-{tag}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.perf_counter()
+    history: list[dict] = []
+
+    def watch(epoch: int, row: dict) -> None:
+        history.append({**row, "wall_s": time.perf_counter() - start})
+        if time.perf_counter() - start > args.minutes * 60 and epoch < epochs:
+            raise OverBudget
+
+    trainer = Trainer(cfg, run_dir, on_epoch_end=watch)
+    stopped = False
+    try:
+        trainer.fit()
+    except OverBudget:
+        stopped = True
+    wall = history[-1]["wall_s"]
+    final = history[-1]
+    result = {
+        "model": args.model,
+        "minutes": args.minutes,
+        "epochs_planned": epochs,
+        "epochs_run": final["epoch"],
+        "stopped_over_budget": stopped,
+        "wall_s": wall,
+        "test_accuracy": 1 - final["test_top1_error"],
+        "best_test_accuracy": 1 - min(r["test_top1_error"] for r in history),
+        "train_error": final["train_top1_error"],
+        "planning_rates": rates,
+        "recipe": {k: getattr(cfg, k) for k in (
+            "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+            "schedule", "label_smoothing", "augment", "precision", "channels_last")},
+        "data": "cifar10-jpeg (the JPEG re-encoded copy in ../shared/datasets)",
+        "machine": {**machine(), "threads": args.threads},
+        "command": f"python benchmarks/cifar10_budget.py --minutes {args.minutes:g} "
+        f"--model {args.model} --precision {args.precision}"
+        f"{'' if args.channels_last else ' --no-channels-last'}",
+        "history": history,
+    }  # fmt: skip
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"cifar10_budget-{tag}.json").write_text(json.dumps(result, indent=2))
+    lines = [
+        f"# CIFAR-10 (JPEG copy) in {args.minutes:g} minutes",
+        "",
+        f"Command: `{result['command']}`; {machine()['date']}, {args.threads} PyTorch threads, "
+        f"PyTorch {torch.__version__}. Data: {result['data']}: its accuracies run a little "
+        "below the canonical set's.",
+        "",
+        f"- Model: `{args.model}`; recipe: SGD lr {args.lr} (Nesterov, momentum 0.9), "
+        f"weight decay 5e-4, one-cycle over {epochs} epochs, batch {args.batch_size}, label "
+        f"smoothing 0.1, crop:4 flip, {args.precision}"
+        f"{', channels_last' if args.channels_last else ''}",
+        f"- **Test accuracy {result['test_accuracy']:.2%}** after {final['epoch']} epochs "
+        f"({'stopped at the budget' if stopped else 'as planned'}), {wall / 60:.1f} min from "
+        "loading the data to the last evaluation",
+        f"- Planned from measured rates: {rates['train_images_per_s']:.0f} training and "
+        f"{rates['infer_images_per_s']:.0f} inference images/s",
+        "",
+        "| epoch | train err | test accuracy | wall (min) |",
+        "|---:|---:|---:|---:|",
+        *[
+            f"| {r['epoch']} | {r['train_top1_error']:.2%} | {1 - r['test_top1_error']:.2%} "
+            f"| {r['wall_s'] / 60:.1f} |"
+            for r in history
+        ],
+        "",
+    ]
+    (RESULTS / f"cifar10_budget-{tag}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
