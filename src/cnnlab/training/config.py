@@ -10,9 +10,9 @@ from typing import Any
 from cnnlab.data.augment import parse_augment
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
+from cnnlab.precision import PRECISIONS
 from cnnlab.recipe import Recipe
 from cnnlab.training.losses import check_label_smoothing
-from cnnlab.precision import PRECISIONS
 from cnnlab.training.transfer import parse_freeze
 
 
