@@ -19,6 +19,7 @@ FORBIDDEN = {
     "training": {"cli"},
     "search": {"cli"},
     "speed": {"training", "search", "viz", "cli"},
+    "experiments": {"cli"},
     "checkpoint": {"training", "cli"},
     "registry": {"training", "cli", "checkpoint"},
 }

@@ -12,6 +12,7 @@ from cnnlab.cli import (
     bench_cmd,
     data_cmd,
     eval_cmd,
+    experiment_cmd,
     explain_cmd,
     finetune_cmd,
     import_weights_cmd,
@@ -38,6 +39,7 @@ COMMANDS = (
     predict_cmd,
     explain_cmd,
     visualize_cmd,
+    experiment_cmd,
     data_cmd,
 )
 

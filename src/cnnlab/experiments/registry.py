@@ -1,0 +1,24 @@
+"""Every experiment by name, in the order `cnnlab experiment --list` shows them."""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+
+from cnnlab.errors import CnnlabError
+from cnnlab.experiments import bottleneck, grid_vs_random
+from cnnlab.experiments.experiment import Experiment
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e for e in (bottleneck.EXPERIMENT, grid_vs_random.EXPERIMENT)
+}
+
+
+def get_experiment(name: str) -> Experiment:
+    """The experiment `name`, or a one-line error that lists them."""
+    if name in EXPERIMENTS:
+        return EXPERIMENTS[name]
+    close = get_close_matches(name, EXPERIMENTS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise CnnlabError(
+        f"unknown experiment {name!r}: expected one of {', '.join(EXPERIMENTS)}{hint}"
+    )
