@@ -5,11 +5,11 @@ from __future__ import annotations
 from difflib import get_close_matches
 
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments import bottleneck, grid_vs_random
+from cnnlab.experiments import bottleneck, dropout, grid_vs_random
 from cnnlab.experiments.experiment import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (bottleneck.EXPERIMENT, grid_vs_random.EXPERIMENT)
+    e.name: e for e in (dropout.EXPERIMENT, grid_vs_random.EXPERIMENT, bottleneck.EXPERIMENT)
 }
 
 
