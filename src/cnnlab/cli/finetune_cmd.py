@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import time
-from pathlib import Path
 
 from cnnlab.checkpoint import read_checkpoint, resolve_checkpoint_path
-from cnnlab.cli.training_options import add_training_options, training_settings
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.training_options import add_training_options, new_run_dir, training_settings
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.trainer import Trainer
@@ -66,13 +63,7 @@ def run(args: argparse.Namespace) -> int:
         preprocessing=meta.preprocessing,
         init_from=str(source),
     )
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.out or f"runs/finetune-{meta.model}-{Path(cfg.data).stem}-{stamp}")
-    if (run_dir / "config.json").exists():
-        raise CnnlabError(
-            f"{run_dir} already holds a run: resume it with `cnnlab train --resume {run_dir}` "
-            "or choose another --out"
-        )
+    run_dir = new_run_dir(args.out, f"finetune-{meta.model}", cfg.data)
     cfg.out = str(run_dir)
     trainer = Trainer(cfg, run_dir, "cnnlab " + shlex.join(args.argv))
     print(

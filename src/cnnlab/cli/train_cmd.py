@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import time
 from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.model_args import parse_model_args
-from cnnlab.cli.training_options import add_training_options, training_settings
+from cnnlab.cli.training_options import add_training_options, new_run_dir, training_settings
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ACTIVATIONS, INIT_SCHEMES
@@ -159,13 +158,7 @@ def run(args: argparse.Namespace) -> int:
             model_args = settings.get("model_args", from_file.get("model_args", {}))
             settings["model_args"] = {**model_args, **techniques}
         cfg = TrainConfig.from_recipe(model, spec.recipe, **{**from_file, **settings})
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(args.out or f"runs/{model}-{Path(cfg.data).stem}-{stamp}")
-        if (run_dir / "config.json").exists():
-            raise CnnlabError(
-                f"{run_dir} already holds a run: resume it with --resume {run_dir} "
-                "or choose another --out"
-            )
+        run_dir = new_run_dir(args.out, model, cfg.data)
         cfg.out = str(run_dir)
     trainer = Trainer(cfg, run_dir, _command(args.argv, world))
     resumed = trainer.restore() if args.resume else False

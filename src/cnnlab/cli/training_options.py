@@ -5,9 +5,12 @@ come from and how to train. Every flag is named after its TrainConfig field, so
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import fields
+from pathlib import Path
 
 from cnnlab.data.sources import DATA_HELP
+from cnnlab.errors import CnnlabError
 from cnnlab.precision import PRECISIONS
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.losses import LOSSES
@@ -101,3 +104,15 @@ def training_settings(args: argparse.Namespace) -> dict[str, object]:
     """The TrainConfig fields the command line set (a flag left out is not a setting)."""
     names = [f.name for f in fields(TrainConfig) if f.name not in ("model", "out")]
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def new_run_dir(out: str | None, prefix: str, data: str) -> Path:
+    """--out, else runs/PREFIX-DATA-TIME; refused when it already holds a run."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(out or f"runs/{prefix}-{Path(data).stem}-{stamp}")
+    if (run_dir / "config.json").exists():
+        raise CnnlabError(
+            f"{run_dir} already holds a run: resume it with `cnnlab train --resume {run_dir}` "
+            "or choose another --out"
+        )
+    return run_dir
