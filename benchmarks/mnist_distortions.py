@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import sys
 import time
 from pathlib import Path
 
-import torch
+from mnist_lenet import machine
 
 from cnnlab.data.augment import Affine
 from cnnlab.registry import get_spec
@@ -93,17 +92,6 @@ def summarise(rows: list[dict]) -> list[dict]:
             row["paired_seeds"] = len(paired)
         out.append(row)
     return out
-
-
-def machine() -> dict:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
 
 
 def write_markdown(rows: list[dict], summary: list[dict], info: dict, path: Path) -> None:

@@ -13,7 +13,12 @@ import argparse
 import shlex
 
 from cnnlab.checkpoint import read_checkpoint, resolve_checkpoint_path
-from cnnlab.cli.training_options import add_training_options, new_run_dir, training_settings
+from cnnlab.cli.training_options import (
+    add_training_options,
+    fit_and_report,
+    new_run_dir,
+    training_settings,
+)
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.trainer import Trainer
@@ -72,11 +77,4 @@ def run(args: argparse.Namespace) -> int:
         f"({meta.num_classes} classes); new classifier for {len(trainer.classes)} classes"
     )
     print(trainer.freeze)
-    result = trainer.fit()
-    final = result.final
-    print(
-        f"test top-1 error {final['test_top1_error']:.2%} after {final['epoch']} epochs, "
-        f"{result.wall_time_s:.1f} s of training"
-    )
-    print(f"report: {run_dir / 'report.md'}")
-    return 0
+    return fit_and_report(trainer)

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.cli.model_args import parse_model_args
-from cnnlab.cli.training_options import add_training_options, new_run_dir, training_settings
+from cnnlab.cli.training_options import (
+    add_training_options,
+    fit_and_report,
+    new_run_dir,
+    training_settings,
+)
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ACTIVATIONS, INIT_SCHEMES
@@ -169,11 +174,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
     elif args.resume:
         print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
-    result = trainer.fit()
-    final = result.final
-    print(
-        f"test top-1 error {final['test_top1_error']:.2%} after {final['epoch']} epochs, "
-        f"{result.wall_time_s:.1f} s of training"
-    )
-    print(f"report: {run_dir / 'report.md'}")
-    return 0
+    return fit_and_report(trainer)

@@ -16,6 +16,7 @@ from cnnlab.training.config import TrainConfig
 from cnnlab.training.losses import LOSSES
 from cnnlab.training.optimizers import OPTIMIZERS
 from cnnlab.training.schedules import SCHEDULES
+from cnnlab.training.trainer import Trainer
 
 AUGMENT_HELP = (
     "augment training batches, in this order: crop[:PAD] flip[:p=P] "
@@ -116,3 +117,15 @@ def new_run_dir(out: str | None, prefix: str, data: str) -> Path:
             "or choose another --out"
         )
     return run_dir
+
+
+def fit_and_report(trainer: Trainer) -> int:
+    """Train to the end, then print the final test error, the time and the report's path."""
+    result = trainer.fit()
+    final = result.final
+    print(
+        f"test top-1 error {final['test_top1_error']:.2%} after {final['epoch']} epochs, "
+        f"{result.wall_time_s:.1f} s of training"
+    )
+    print(f"report: {trainer.run_dir / 'report.md'}")
+    return 0
