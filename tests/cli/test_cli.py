@@ -177,6 +177,14 @@ def test_user_mistakes_exit_2_with_one_line(trained_run, tmp_path, capsys):
     _one_line_error(*run(capsys, "train", "lenet5", "--model-arg", "norm")[::2], "KEY=VALUE")
 
 
+def test_under_torchrun_rank_0_alone_prints_a_mistake(monkeypatch, capsys):
+    for rank, says in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        code, out, err = run(capsys, "summary", "lenet6")
+        assert code == 2 and out == ""
+        assert ("lenet6" in err) == says, (rank, err)
+
+
 def test_missing_dataset_fails_verification_and_says_where_to_put_it(tmp_path, capsys):
     code, out, _ = run(capsys, "data", "verify", "mnist", "--data-dir", str(tmp_path))
     assert code == 2 and "FAILED" in out

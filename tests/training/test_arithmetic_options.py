@@ -96,3 +96,15 @@ def test_an_unknown_precision_is_refused(tmp_path, capsys):
     config.write_text('{"model": "lenet5", "precision": "int4"}')
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert "int4" in capsys.readouterr().err
+
+def test_channels_last_is_on_by_default_only_where_it_was_measured_faster():
+    # benchmarks/results/speed_options.md: faster for lenet5 and resnet20, slower for
+    # lenet5_modern (its batch norm and max pooling in NHWC)
+    models = ("lenet5", "resnet20", "plain56", "lenet5_modern", "lenet5_1998")
+    default = {m: TrainConfig.from_recipe(m, get_spec(m).recipe).channels_last for m in models}
+    assert default == {
+        "lenet5": True, "resnet20": True, "plain56": True,
+        "lenet5_modern": False, "lenet5_1998": False,
+    }  # fmt: skip
+    off = TrainConfig.from_recipe("lenet5", get_spec("lenet5").recipe, channels_last=False)
+    assert not off.channels_last  # --no-channels-last

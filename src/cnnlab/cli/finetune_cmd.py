@@ -71,10 +71,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(args.out, f"finetune-{meta.model}", cfg.data)
     cfg.out = str(run_dir)
     trainer = Trainer(cfg, run_dir, "cnnlab " + shlex.join(args.argv))
-    print(
-        f"from {source}: {meta.model} trained on "
-        f"{meta.data_source or meta.dataset or 'unknown data'} "
-        f"({meta.num_classes} classes); new classifier for {len(trainer.classes)} classes"
-    )
-    print(trainer.freeze)
+    if trainer.world.is_main:
+        print(
+            f"from {source}: {meta.model} trained on "
+            f"{meta.data_source or meta.dataset or 'unknown data'} "
+            f"({meta.num_classes} classes); new classifier for {len(trainer.classes)} classes"
+        )
+        print(trainer.freeze)
     return fit_and_report(trainer)

@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CnnlabError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
+        if _prints_errors():
+            print(f"cnnlab: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`cnnlab models | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -74,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted; a training run resumes with --resume RUN_DIR", file=sys.stderr)
         return 130
+
+
+def _prints_errors() -> bool:
+    """Under torchrun every process meets the same mistake: rank 0 alone says it."""
+    return os.environ.get("RANK", "0") in ("0", "")
 
 
 if __name__ == "__main__":

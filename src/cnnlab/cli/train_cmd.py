@@ -167,11 +167,9 @@ def run(args: argparse.Namespace) -> int:
         cfg.out = str(run_dir)
     trainer = Trainer(cfg, run_dir, _command(args.argv, world))
     resumed = trainer.restore() if args.resume else False
-    if not world.is_main:  # the first process speaks for all
-        trainer.fit()
-        return 0
-    if resumed:
-        print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
-    elif args.resume:
-        print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
+    if world.is_main:  # the first process speaks for all
+        if resumed:
+            print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
+        elif args.resume:
+            print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
     return fit_and_report(trainer)

@@ -168,6 +168,7 @@ VARIANTS: dict[str, Variant] = {
             schedule="cosine",
             epochs=10,
             batch_size=64,
+            channels_last=True,  # 1.06x training, 1.55x inference: speed_options.md
         ),
         "LeNet-5 of the lecture tables: full C3, average pooling, tanh, softmax",
     ),
