@@ -20,6 +20,7 @@ FORBIDDEN = {
     "search": {"cli"},
     "speed": {"training", "search", "viz", "cli"},
     "experiments": {"cli"},
+    "serve": {"training", "cli"},
     "checkpoint": {"training", "cli"},
     "registry": {"training", "cli", "checkpoint"},
 }

@@ -20,6 +20,7 @@ from cnnlab.cli import (
     paper_cmd,
     predict_cmd,
     search_cmd,
+    serve_cmd,
     summary_cmd,
     train_cmd,
     visualize_cmd,
@@ -39,6 +40,7 @@ COMMANDS = (
     predict_cmd,
     explain_cmd,
     visualize_cmd,
+    serve_cmd,
     experiment_cmd,
     data_cmd,
 )
