@@ -1,16 +1,20 @@
-"""Checkpoints: a round trip rebuilds the model; unsafe or broken files are refused."""
+"""Checkpoints: a round trip rebuilds the model; unsafe, corrupted or broken files are
+refused; a failed save keeps the previous checkpoint."""
 
 from __future__ import annotations
 
+import errno
+import json
 import os
 import re
 import stat
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from cnnlab import create_model
-from cnnlab.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from cnnlab.checkpoint import CheckpointMeta, load_checkpoint, read_checkpoint, save_checkpoint
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CheckpointError
 
@@ -102,3 +106,71 @@ def test_writes_are_atomic_and_leave_no_temporary_files(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # a new file's mode, not mkstemp's 0600
+
+
+def _tiny(tmp_path):
+    """A checkpoint of a few dozen bytes of weights: small enough to flip every bit of."""
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    save_checkpoint(path, torch.nn.Linear(3, 2), _meta(model="lenet5", model_args={}))
+    return path
+
+
+def test_every_single_bit_flip_and_every_truncation_is_refused(tmp_path):
+    path = _tiny(tmp_path)
+    data = path.read_bytes()
+    read_checkpoint(path)  # the intact file reads
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(data)
+    fd = os.open(bad, os.O_RDWR)
+    try:
+        for bit in range(len(data) * 8):  # flip one bit in place, read, flip it back
+            byte = data[bit // 8]
+            os.pwrite(fd, bytes([byte ^ 1 << bit % 8]), bit // 8)
+            with pytest.raises(CheckpointError, match=re.escape(str(bad))):
+                read_checkpoint(bad)
+            os.pwrite(fd, bytes([byte]), bit // 8)
+        for length in reversed(range(len(data))):
+            os.ftruncate(fd, length)
+            with pytest.raises(CheckpointError, match=re.escape(str(bad))):
+                read_checkpoint(bad)
+    finally:
+        os.close(fd)
+
+
+def test_a_checkpoint_of_format_1_without_a_checksum_is_refused_clearly(tmp_path):
+    model = create_model("lenet5")
+    meta = json.loads(_meta(model="lenet5", model_args={}).to_json())
+    meta["format_version"] = 1
+    path = tmp_path / "old.safetensors"
+    save_file(model.state_dict(), str(path), metadata={"cnnlab": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match=r"old\.safetensors: .*format 1.*train or import"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("where", "code"),
+    [("tempfile.mkstemp", errno.EROFS), ("os.fsync", errno.ENOSPC)],
+    ids=["read-only", "disk-full"],
+)
+def test_a_failed_save_is_one_clear_error_and_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch, where, code
+):
+    path = tmp_path / "m.safetensors"
+    save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(where, fail)  # a read-only directory (root writes into a chmod 555
+    # one), a full disk (seen at fsync, after the data went to the page cache)
+    torch.manual_seed(1)
+    with pytest.raises(CheckpointError) as caught:
+        save_checkpoint(path, create_model("lenet5"), _meta(model="lenet5", model_args={}))
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and os.strerror(code) in message
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
+    load_checkpoint(path)

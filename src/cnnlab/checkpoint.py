@@ -1,32 +1,40 @@
-"""Checkpoints that rebuild their own model and are safe to open.
+"""Checkpoints that rebuild their own model, are safe to open and are verified before use.
 
 A checkpoint is one safetensors file: the weights, plus JSON metadata under the
 key "cnnlab" naming the architecture and its arguments, the preprocessing, the
 class names and the metrics, which is all `eval`, `predict` and the viewers
-need. Nothing is ever unpickled: safetensors holds only tensors, and the
-training state beside it (`*.state.pt`, for `--resume`) is read with
-`torch.load(weights_only=True)`, which refuses arbitrary objects.
+need. Nothing is ever unpickled: safetensors holds only tensors and strings.
+
+Every file cnnlab writes this way (checkpoints, and the training state of
+cnnlab.training.training_state) also carries under "cnnlab_sha256" a SHA-256 of its
+content: each tensor's name, dtype, shape and bytes and every other metadata entry.
+It is checked before anything is used, so a flipped bit or a cut file is refused
+(safetensors itself checks only that the header and the offsets hang together).
+Files of format 1, written before the checksum, are refused with a clear error.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from cnnlab.atomic_file import write_atomically
+from cnnlab.atomic_file import write_bytes_atomically
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models.classifier import Classifier
 from cnnlab.registry import create_model
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with a SHA-256 of the content; 1 (before it) is refused
 METADATA_KEY = "cnnlab"
+DIGEST_KEY = "cnnlab_sha256"
 
 
 @dataclass
@@ -50,6 +58,15 @@ class CheckpointMeta:
         d = dict(self.__dict__, preprocessing=self.preprocessing.to_dict())
         return json.dumps({"format_version": FORMAT_VERSION, **d}, sort_keys=True)
 
+    def _check_types(self) -> None:
+        """A ValueError naming the first field whose JSON value has the wrong type."""
+        for name, kind in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"{name} {value!r}: expected {kind.__name__}")
+        if len(self.image_shape) != 3 or not all(isinstance(n, int) for n in self.image_shape):
+            raise ValueError(f"image_shape {self.image_shape!r}: expected (C, H, W)")
+
     @classmethod
     def from_json(cls, text: str, source: Path) -> CheckpointMeta:
         try:
@@ -58,16 +75,76 @@ class CheckpointMeta:
                 raise ValueError("unsupported format version")
             d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
             d["image_shape"] = tuple(d["image_shape"])
-            return cls(**d)
+            meta = cls(**d)
+            meta._check_types()
+            return meta
         except (ValueError, KeyError, TypeError) as e:
             raise CheckpointError(f"{source}: its cnnlab metadata is unreadable ({e})") from None
+
+
+_FIELD_TYPES: dict[str, type] = {
+    "model": str, "num_classes": int, "in_chans": int, "classes": list, "image_shape": tuple,
+    "model_args": dict, "dataset": str, "data_source": str, "digits": bool, "metrics": dict,
+    "epoch": int,
+}  # fmt: skip
 
 
 def save_checkpoint(path: str | Path, model: Classifier, meta: CheckpointMeta) -> None:
     """Write weights and metadata atomically to `path` (a .safetensors file)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {METADATA_KEY: meta.to_json()}
-    write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_verified(path, tensors, {METADATA_KEY: meta.to_json()})
+
+
+def content_sha256(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """The SHA-256 of what a safetensors file holds: every tensor's name, dtype, shape and
+    bytes (by name), then every metadata entry but the digest itself."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        raw = tensor.reshape(-1).view(torch.uint8).numpy()
+        header = json.dumps([name, str(tensor.dtype), list(tensor.shape), raw.nbytes])
+        digest.update(header.encode())
+        digest.update(raw)
+    rest = {k: v for k, v in metadata.items() if k != DIGEST_KEY}
+    digest.update(json.dumps(rest, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def write_verified(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    """Save tensors and string metadata as safetensors with their SHA-256, atomically; a
+    failed write is a CheckpointError and leaves the previous file as it was."""
+    path = Path(path)
+    data = save(tensors, metadata={**metadata, DIGEST_KEY: content_sha256(tensors, metadata)})
+    try:
+        write_bytes_atomically(path, data)
+    except OSError as e:
+        raise CheckpointError(
+            f"{path}: not saved ({e.strerror or e}); the previous file there, if any, is kept"
+        ) from None
+
+
+def read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a file `write_verified` wrote, once its SHA-256 matches.
+
+    A file without a digest is returned with none in its metadata: its caller names the
+    older format it expected.
+    """
+    _check_not_pickle(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    digest = metadata.get(DIGEST_KEY)
+    if digest is not None and digest != content_sha256(tensors, metadata):
+        raise CheckpointError(
+            f"{path}: corrupted: its content does not match its SHA-256 (a changed bit or a "
+            "cut); not loaded"
+        )
+    return tensors, metadata
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -107,15 +184,15 @@ def _check_not_pickle(path: Path) -> None:
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
     """The weights and metadata of a checkpoint, validated but not yet in a model."""
     path = resolve_checkpoint_path(path)
-    _check_not_pickle(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta_text = (f.metadata() or {}).get(METADATA_KEY)
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+    tensors, metadata = read_verified(path)
+    meta_text = metadata.get(METADATA_KEY)
     if meta_text is None:
         raise CheckpointError(f"{path}: a safetensors file without cnnlab metadata")
+    if DIGEST_KEY not in metadata:
+        raise CheckpointError(
+            f"{path}: a checkpoint without a SHA-256 (format 1, from an older cnnlab), so "
+            f"it cannot be verified: expected format {FORMAT_VERSION}; train or import it again"
+        )
     return tensors, CheckpointMeta.from_json(meta_text, path)
 
 
@@ -137,18 +214,3 @@ def load_checkpoint(
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise CheckpointError(f"{path}: weights do not fit {meta.model}: {detail}") from None
     return model.to(device).eval(), meta
-
-
-def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Optimiser, schedule, RNG and progress, for `--resume` (tensors and plain data only)."""
-    write_atomically(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_training_state(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no training state to resume from")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"{path}: unreadable training state ({type(e).__name__})") from None

@@ -12,6 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.trainer import Trainer
+from cnnlab.training.training_state import load_training_state
 
 
 def _config(**kw) -> TrainConfig:
@@ -57,7 +58,7 @@ def test_fp16_scales_the_loss_and_the_scale_is_saved_for_resume(mnist_env, tmp_p
     trainer = Trainer(_config(precision="fp16"), tmp_path / "fp16")
     assert trainer.scaler.is_enabled()
     trainer.fit()
-    state = torch.load(tmp_path / "fp16" / "checkpoints" / "last.state.pt", weights_only=True)
+    state = load_training_state(tmp_path / "fp16" / "checkpoints" / "last.state.safetensors")
     assert state["scaler"]["scale"] > 0
     resumed = Trainer(_config(precision="fp16", epochs=2), tmp_path / "fp16")
     assert resumed.restore()
@@ -96,6 +97,7 @@ def test_an_unknown_precision_is_refused(tmp_path, capsys):
     config.write_text('{"model": "lenet5", "precision": "int4"}')
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert "int4" in capsys.readouterr().err
+
 
 def test_channels_last_is_on_by_default_only_where_it_was_measured_faster():
     # benchmarks/results/speed_options.md: faster for lenet5 and resnet20, slower for

@@ -103,7 +103,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch(
     assert (tmp_path / "rank1.log").read_text() == ""
     log = (tmp_path / "rank0.log").read_text()
     assert "epoch   2/2" in log and "report: run/report.md" in log
-    for name in ("config.json", "report.md", "curves.png", "checkpoints/last.state.pt"):
+    for name in ("config.json", "report.md", "curves.png", "checkpoints/last.state.safetensors"):
         assert (two / name).is_file(), name
     report = (two / "report.md").read_text()
     assert "torchrun --nproc-per-node 2 -m cnnlab train lenet5" in report

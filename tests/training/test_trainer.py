@@ -127,7 +127,7 @@ def test_run_directory_holds_everything_the_report_names(mnist_env, tmp_path):
         "report.md",
         "checkpoints/best.safetensors",
         "checkpoints/last.safetensors",
-        "checkpoints/last.state.pt",
+        "checkpoints/last.state.safetensors",
     ):
         assert (run / name).is_file(), name
     report = (run / "report.md").read_text()

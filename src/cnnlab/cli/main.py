@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as e:
         if _prints_errors():
             print(f"cnnlab: error: {e}", file=sys.stderr)
-        return 2
+        return e.exit_code  # 2; 3 for a non-finite loss (NumericalError)
     except BrokenPipeError:  # the reader went away (`cnnlab models | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -21,7 +21,6 @@ from cnnlab.cli.training_options import (
     new_run_dir,
     training_settings,
 )
-from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ACTIVATIONS, INIT_SCHEMES
 from cnnlab.models.technique_options import TECHNIQUE_OPTIONS, technique_overrides
@@ -37,13 +36,20 @@ EXAMPLE = """examples:
   cnnlab train lenet5_modern --norm none --act tanh --dropout 0.2 --label-smoothing 0.1
   cnnlab train lenet5_modern --augment affine:lecun elastic:alpha=34,sigma=4
   cnnlab train --resume runs/quick --epochs 6
+  cnnlab train resnet20 --data cifar10 --checkpoint-minutes 10
+                                (a kill or a power cut costs at most 10 minutes: --resume
+                                 continues from the last state exactly, within an epoch too)
   torchrun --nproc-per-node 2 -m cnnlab train lenet5 --out runs/ddp
                                                    (2 processes; resumable with any number)
   cnnlab train --config best.json --epochs 20     (settings from a file, e.g. a run's
                                                     config.json or `cnnlab search`'s best)"""
 
-# settings that may change when a run is resumed: they do not alter what it computes
-RESUMABLE = {"epochs", "quiet", "device", "threads", "channels_last", "compile"}
+# settings that may change when a run is resumed: they do not alter what it computes (but
+# --skip-nonfinite: it lets a run that stopped at a NaN loss go on past it)
+RESUMABLE = {
+    "epochs", "quiet", "device", "threads", "channels_last", "compile",
+    "checkpoint_every", "checkpoint_minutes", "skip_nonfinite",
+}  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,10 +111,11 @@ def _resume(args: argparse.Namespace, settings: dict[str, object]) -> tuple[Trai
     if fixed:
         raise CnnlabError(
             "--resume continues the run as configured; only --epochs, --quiet, --device, "
-            "--threads, --channels-last and --compile may change, got "
+            "--threads, --channels-last, --compile, --checkpoint-every, --checkpoint-minutes "
+            "and --skip-nonfinite may change, got "
             + ", ".join("--" + f.replace("_", "-") for f in fixed)
         )
-    cfg = TrainConfig.from_json(config.read_text())
+    cfg = TrainConfig.read(config)
     for key, value in settings.items():
         setattr(cfg, key, value)
     cfg.validate()
@@ -121,14 +128,9 @@ def config_file_settings(path: str) -> dict[str, Any]:
         d = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CnnlabError(f"--config {path}: not a readable JSON file ({e})") from None
-    if not isinstance(d, dict):
-        raise CnnlabError(f"--config {path}: expected a JSON object of training settings")
-    d.pop("out", None)
-    if "preprocessing" in d:
-        d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
-    if "milestones" in d:
-        d["milestones"] = tuple(d["milestones"])
-    return d
+    settings = TrainConfig.settings_from_dict(d, f"--config {path}")
+    settings.pop("out", None)
+    return settings
 
 
 def _command(argv: list[str], world: World) -> str:
@@ -169,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     resumed = trainer.restore() if args.resume else False
     if world.is_main:  # the first process speaks for all
         if resumed:
-            print(f"resuming {run_dir} after epoch {trainer.start_epoch} of {cfg.epochs}")
+            print(f"resuming {run_dir} {trainer.resume_point}")
         elif args.resume:
             print(f"{run_dir} stopped before its first checkpoint: starting it from the beginning")
     return fit_and_report(trainer)

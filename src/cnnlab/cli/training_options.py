@@ -68,6 +68,26 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         help="cross_entropy against (1 - EPS) one-hot + EPS/K (Szegedy et al. 2016, Section 7)",
     )
     p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this")
+    p.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        default=None,
+        help="skip a batch whose loss is NaN or infinite (counted in metrics.csv) instead of "
+        "stopping the run with exit code 3",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="also save the training state every N steps, within epochs (default: at the end "
+        "of each epoch only); --resume continues from the last one exactly",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        metavar="M",
+        help="also save the training state every M minutes",
+    )
     p.add_argument("--seed", type=int, help="one seed for initialisation and data order")
     p.add_argument("--val-split", type=int, help="hold out N training examples for validation")
     p.add_argument("--limit-train", type=int, help="use the first N training examples")

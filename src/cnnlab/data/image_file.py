@@ -11,8 +11,10 @@ ink on black. Other models get the image resized and centre-cropped.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -41,16 +43,36 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Im
     grey is scaled to 8 bits. Anything unreadable raises a one-line DataError.
     """
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory; {EXPECTED}")
-    if not path.exists():
-        raise DataError(f"{path}: no such file; {EXPECTED}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty; {EXPECTED}")
+    with open_regular_file(path, EXPECTED) as file:
+        if os.fstat(file.fileno()).st_size == 0:
+            raise DataError(f"{path}: file is empty; {EXPECTED}")
+        return _opaque_8bit(_decode(file, path, max_pixels))
+
+
+def open_regular_file(path: Path, expected: str) -> BinaryIO:
+    """`path` opened for reading, or a one-line DataError when it is missing, unreadable or
+    not a regular file (a named pipe would block the reader forever)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a pipe opens at once, then is refused
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; {expected}") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err.strerror or err}; {expected}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "is a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise DataError(f"{path}: {kind}; {expected}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _decode(file: BinaryIO, path: Path, max_pixels: int) -> Image.Image:
+    """The upright image in `file`, refusing bombs, other formats and corrupt data."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as img:
+            with Image.open(file, formats=FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise DataError(
@@ -65,7 +87,7 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Im
         raise DataError(f"{path}: not an image Pillow recognises; {EXPECTED}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise DataError(f"{path}: truncated or corrupt image ({err}); {EXPECTED}") from None
-    return _opaque_8bit(upright)
+    return upright
 
 
 def _opaque_8bit(img: Image.Image) -> Image.Image:

@@ -40,6 +40,7 @@ import torch
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.image_decode import decode_images
+from cnnlab.data.image_file import open_regular_file
 from cnnlab.data.tensor_cache import cache_path, load_cached, save_cached
 from cnnlab.errors import CnnlabError, DataError
 
@@ -216,8 +217,8 @@ class _Files:
 
     def open(self, name: str) -> IO[bytes]:
         """The file `name` (after `names()`), from any thread."""
-        if self._zip is None:
-            return open(self.root / name, "rb")
+        if self._zip is None:  # a named pipe among the images must not block a thread
+            return open_regular_file(self.root / name, "expected an image file")
         with self._lock:  # one reader at a time: a ZipFile is not safe to share
             return io.BytesIO(self._zip.read(name))
 

@@ -2,7 +2,8 @@
 
 Each epoch's order is a permutation drawn from a generator seeded by (seed,
 epoch) alone, so a resumed run sees exactly the batches an uninterrupted one
-would, without saving any generator state.
+would, without saving any generator state: (epoch, batch) is the whole position,
+and `batches(start)` continues an epoch from its batch `start`.
 
 In multi-process training every process computes that same order and cuts each
 global batch of `batch_size` into contiguous shares, one per process
@@ -84,10 +85,14 @@ class BatchLoader:
         return torch.randperm(n, generator=g)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The current epoch's batches from global batch `start` (0-based) on."""
         order = self.order()
         images, labels = self.dataset.images, self.dataset.labels
         pin = self.device.type == "cuda"
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             if self.world_size > 1:
                 idx = idx[batch_share(len(idx), self.rank, self.world_size)]

@@ -22,6 +22,7 @@ Supported (the cnnlab variant of the same name, 3x224x224 inputs, normalised lik
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -171,6 +172,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             tensors = load_file(str(path))
         else:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only=True refused what the pickle would build
+        raise CheckpointError(
+            f"{path}: a pickle that builds more than tensors (refused, not run): expected a "
+            "state dict saved with torch.save or safetensors"
+        ) from None
     except (SafetensorError, OSError, RuntimeError, ValueError, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable state dict ({type(e).__name__})") from None
     if not isinstance(tensors, dict) or not all(

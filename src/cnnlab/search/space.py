@@ -43,6 +43,7 @@ FIXED = {
     "model", "data", "data_dir", "out", "model_args", "preprocessing", "milestones",
     "seed", "val_split", "limit_train", "limit_test", "eval_batch_size",
     "device", "threads", "quiet", "recipe_note",
+    "checkpoint_every", "checkpoint_minutes", "skip_nonfinite",
 }  # fmt: skip
 NAMED = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": tuple(LOSSES)}
 MODEL_ARGS = "model_args."

@@ -3,9 +3,14 @@ by whatever the command line (or a caller) sets."""
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
+import numbers
+import types
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cnnlab.data.augment import parse_augment
 from cnnlab.data.preprocessing import Preprocessing
@@ -42,6 +47,9 @@ class TrainConfig:
     loss: str = "cross_entropy"
     label_smoothing: float = 0.0  # eps of Szegedy et al. 2016, Section 7 (cross_entropy only)
     grad_clip: float | None = None  # clip the gradient norm to this
+    skip_nonfinite: bool = False  # skip a batch whose loss is NaN/inf instead of stopping
+    checkpoint_every: int | None = None  # also save the training state every N steps
+    checkpoint_minutes: float | None = None  # ... and/or every M minutes
     seed: int = 0
     val_split: int = 0  # examples held out of the training set for validation
     limit_train: int | None = None  # use only the first N training examples
@@ -74,17 +82,26 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        hints = get_type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (f.name == "augment" and isinstance(value, str)) and not _conforms(
+                value, hints[f.name]
+            ):
+                raise CnnlabError(f"{f.name}={value!r:.60}: expected {_describe(hints[f.name])}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise CnnlabError(
                     f"--{name.replace('_', '-')} {getattr(self, name)}: expected >= 1"
                 )
-        for name in ("limit_train", "limit_test"):
+        for name in ("limit_train", "limit_test", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise CnnlabError(f"--{name.replace('_', '-')} {value}: expected >= 1")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise CnnlabError(f"--grad-clip {self.grad_clip}: expected a positive norm")
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes > 0:
+            raise CnnlabError(f"--checkpoint-minutes {self.checkpoint_minutes}: expected > 0")
         parse_freeze(self.freeze)
         if not self.backbone_lr_mult > 0:
             raise CnnlabError(
@@ -110,9 +127,99 @@ class TrainConfig:
         return json.dumps(d, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        d = json.loads(text)
-        d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
-        d["milestones"] = tuple(d.get("milestones", ()))
-        d["augment"] = tuple(d.get("augment", ()))
-        return cls(**d)
+    def from_json(cls, text: str, source: str = "config.json") -> TrainConfig:
+        """The settings of a run from its config.json text; `source` names it in errors."""
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CnnlabError(f"{source}: not valid JSON ({e})") from None
+        settings = cls.settings_from_dict(d, source)
+        if "model" not in settings:
+            raise CnnlabError(f"{source}: no 'model' setting; expected the settings of a run")
+        return cls(**settings)
+
+    @classmethod
+    def read(cls, path: str | Path) -> TrainConfig:
+        """The settings in the config.json file at `path`."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CnnlabError(f"{path}: not a readable config.json ({e})") from None
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def settings_from_dict(cls, d: Any, source: str) -> dict[str, Any]:
+        """The settings in the JSON object `d` (any fields of a run's config.json), their types
+        checked and converted (preprocessing to a Preprocessing, lists to tuples). An unknown
+        key or a value of the wrong type is a one-line error naming `source` and the key."""
+        if not isinstance(d, dict):
+            raise CnnlabError(
+                f"{source}: expected a JSON object of training settings, got {type(d).__name__}"
+            )
+        hints = get_type_hints(cls)
+        unknown = sorted(set(d) - set(hints))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], hints, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CnnlabError(f"{source}: unknown settings {unknown}{hint}")
+        settings = {}
+        for name, value in d.items():
+            if name == "augment" and isinstance(value, str):
+                value = [value]  # one spec
+            if name == "preprocessing" and isinstance(value, dict):
+                value = _preprocessing(value, source)
+            if not _conforms(value, hints[name]):
+                raise CnnlabError(
+                    f"{source}: {name}={value!r:.60}: expected {_describe(hints[name])}"
+                )
+            settings[name] = tuple(value) if isinstance(value, list) else value
+        return settings
+
+
+def _preprocessing(d: dict[str, Any], source: str) -> Preprocessing:
+    """Preprocessing.from_dict, its errors made one line naming `source`."""
+    try:
+        return Preprocessing.from_dict(d)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CnnlabError(
+            f"{source}: preprocessing {d!r:.60}: expected mode, mean, std and pad_to "
+            f"({type(e).__name__}: {e})"
+        ) from None
+    except CnnlabError as e:
+        raise CnnlabError(f"{source}: preprocessing: {e}") from None
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a setting's value is of the type its annotation names, as JSON can say it: a
+    whole number is a number, a list a tuple, a bool no number; numbers must be finite."""
+    args = get_args(hint)
+    if hint is Any:
+        return True
+    if isinstance(hint, types.UnionType) or get_origin(hint) is Union:
+        return any(_conforms(value, arg) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        return isinstance(value, numbers.Integral) or math.isfinite(value)
+    if get_origin(hint) is tuple:
+        return isinstance(value, (list, tuple)) and all(_conforms(v, args[0]) for v in value)
+    if get_origin(hint) is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    """The type an annotation names, in the words of a JSON file."""
+    if isinstance(hint, types.UnionType) or get_origin(hint) is Union:
+        return " or ".join(_describe(arg) for arg in get_args(hint))
+    if get_origin(hint) is tuple:
+        return f"a list, each {_describe(get_args(hint)[0])}"
+    if get_origin(hint) is dict:
+        return "a JSON object"
+    names = {bool: "true or false", int: "a whole number", float: "a finite number"}
+    names |= {str: "a string", type(None): "null", Preprocessing: "a preprocessing object"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))

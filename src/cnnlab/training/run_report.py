@@ -168,6 +168,6 @@ def write_run_report(
         *sections,
         "Files: `config.json`, `metrics.csv`, `checkpoints/best.safetensors` (best by "
         f"{'validation' if cfg.val_split else 'test'} error), `checkpoints/last.safetensors`, "
-        "`checkpoints/last.state.pt`.",
+        "`checkpoints/last.state.safetensors`.",
     ]
     write_text_atomically(run_dir / "report.md", "\n".join(lines) + "\n")

@@ -1,9 +1,17 @@
 """The training loop, written out in full, and the run directory it fills.
 
 A run directory holds config.json (the resolved settings), metrics.csv (one row
-per epoch), checkpoints/{last,best}.safetensors plus last.state.pt (optimiser,
-schedule, RNG and progress, for `--resume`), curves.png, confusion.png and
-report.md.
+per epoch), checkpoints/{last,best}.safetensors plus last.state.safetensors (weights,
+optimiser, schedule, every RNG, the position in the data and the epoch's running
+metrics, for `--resume`), curves.png, confusion.png and report.md.
+
+Crash safety: the training state is saved at the end of every epoch and, with
+`checkpoint_every` / `checkpoint_minutes`, between them; it alone is what a run resumes
+from, one file written atomically (cnnlab.atomic_file) and verified by its SHA-256, so a
+kill at any moment leaves the last complete state, and resuming continues bit for bit.
+One process at a time writes a run directory (training.run_lock). A NaN or infinite loss
+stops the run at its step (NumericalError, exit code 3) with the last good checkpoint
+kept, or, with `skip_nonfinite`, skips the batch and counts it.
 
 Under torchrun (`training.distributed`) every process trains its share of each global
 batch under DistributedDataParallel; the metrics are summed over the processes, and only
@@ -14,6 +22,7 @@ number of processes.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import time
@@ -25,36 +34,34 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from cnnlab.atomic_file import write_text_atomically
-from cnnlab.checkpoint import (
-    CheckpointMeta,
-    load_training_state,
-    read_checkpoint,
-    save_checkpoint,
-    save_training_state,
-)
+from cnnlab.atomic_file import remove_stale_temporaries, write_text_atomically
+from cnnlab.checkpoint import CheckpointMeta, save_checkpoint
 from cnnlab.data.augment import Augment
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import BatchLoader
 from cnnlab.data.sources import DIGIT_SOURCES, load_dataset
 from cnnlab.data.statistics import meanstd_preprocessing
 from cnnlab.device import resolve_device
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CheckpointError, CnnlabError, NumericalError
 from cnnlab.models.classifier import Classifier
 from cnnlab.precision import autocast, autocast_dtype, grad_scaler
 from cnnlab.registry import create_model
 from cnnlab.training import distributed
+from cnnlab.training.checkpoint_schedule import CheckpointSchedule
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluate import evaluate
 from cnnlab.training.losses import create_loss
 from cnnlab.training.metrics import ClassificationMeter
+from cnnlab.training.numerics import all_finite, finite_parameters
 from cnnlab.training.optimizers import create_optimizer
+from cnnlab.training.run_lock import RunLock
 from cnnlab.training.run_report import (
     write_inspection_figures,
     write_run_figures,
     write_run_report,
 )
 from cnnlab.training.schedules import ScheduleFactor, create_schedule
+from cnnlab.training.training_state import load_training_state, save_training_state
 from cnnlab.training.transfer import (
     apply_freeze,
     keep_frozen_norms_in_eval,
@@ -78,7 +85,39 @@ METRIC_FIELDS = (
     "lr",
     "images_per_s",
     "epoch_time_s",
+    "skipped_batches",
 )
+STATE_FILE = "last.state.safetensors"
+OLD_STATE_FILE = "last.state.pt"  # a torch.save pickle (cnnlab before the checksums): refused
+
+
+@dataclass
+class EpochProgress:
+    """How far the epoch in progress has come: what a mid-epoch checkpoint saves."""
+
+    epoch: int  # 0-based
+    meter: ClassificationMeter  # the running loss and errors of its batches so far
+    batch: int = 0  # global batches done
+    seen: int = 0  # examples trained on, all processes together
+    time_s: float = 0.0  # training time in this epoch, earlier sessions included
+    lr: float = 0.0  # the rate of the last step
+    skipped: int = 0  # batches skipped for a non-finite loss
+
+    def to_state(self) -> dict[str, Any]:
+        m = self.meter
+        return {
+            "batch": self.batch,
+            "seen": self.seen,
+            "time_s": self.time_s,
+            "lr": self.lr,
+            "skipped": self.skipped,
+            "meter": {
+                "confusion": m.confusion,
+                "loss_sum": m.loss_sum,
+                "top5_wrong": m.top5_wrong,
+                "count": m.count,
+            },
+        }
 
 
 @dataclass
@@ -114,6 +153,12 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.world = distributed.current_world()
+        if self.world.distributed and (cfg.checkpoint_every or cfg.checkpoint_minutes):
+            raise CnnlabError(
+                "--checkpoint-every/--checkpoint-minutes: under torchrun the training state is "
+                "saved at the end of each epoch only (the other processes' mid-epoch state is "
+                "not saved); expected neither"
+            )
         self.device = distributed.rank_device(self.world, resolve_device(cfg.device))
         self._owns_group = distributed.init_process_group(self.world, self.device)
         torch.manual_seed(cfg.seed)  # one seed: initialisation, dropout, data order
@@ -171,6 +216,10 @@ class Trainer:
         self.best_error = math.inf
         self.start_epoch = 0
         self.elapsed_s = 0.0
+        self.checkpoints = CheckpointSchedule(cfg.checkpoint_every, cfg.checkpoint_minutes)
+        self.lock = RunLock(self.run_dir)  # taken by the writing process in fit()
+        self.resume_progress: dict[str, Any] | None = None  # a mid-epoch checkpoint's
+        self.saved_step: int | None = None  # the global step of the last saved state
 
     def _normalise_by_the_data(self, channels: int) -> None:
         """Per-channel mean/std of the training split, when asked or when the recipe's
@@ -248,41 +297,87 @@ class Trainer:
         )
 
     def _save(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
+        """The end of epoch `epoch` (1-based): best and last checkpoints, then the state.
+
+        The state is written last: a kill before it resumes from the previous state and
+        writes the same checkpoints again."""
+        self._check_weights(f"at the end of epoch {epoch}")
         ckpt = self.run_dir / "checkpoints"
         meta = self._meta(epoch, metrics)
         if is_best:
             save_checkpoint(ckpt / "best.safetensors", self.model, meta)
         save_checkpoint(ckpt / "last.safetensors", self.model, meta)
+        self._save_state(epoch, None)
+
+    def _save_progress(self, epoch: int, progress: EpochProgress) -> None:
+        """A mid-epoch checkpoint: the training state alone."""
+        self._check_weights(f"after step {self.scheduler.last_epoch} (epoch {epoch + 1})")
+        self._save_state(epoch, progress)
+
+    def _save_state(self, epoch: int, progress: EpochProgress | None) -> None:
+        """The training state after `epoch` epochs (and `progress` into the next)."""
         state = {
             "epoch": epoch,
+            "step": self.scheduler.last_epoch,
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "best_error": self.best_error,
             "scaler": self.scaler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            "best_error": self.best_error,
             "elapsed_s": self.elapsed_s,
             "history": self.history,
             "commands": self.commands,
+            "progress": progress.to_state() if progress is not None else None,
         }
-        save_training_state(ckpt / "last.state.pt", state)
+        save_training_state(self.run_dir / "checkpoints" / STATE_FILE, state)
+        self.saved_step = self.scheduler.last_epoch
+        self.checkpoints.saved()
+
+    def _check_weights(self, when: str) -> None:
+        """Refuse to save NaN or infinite weights over the last good checkpoint."""
+        if not finite_parameters(self.model.parameters()):
+            raise NumericalError(
+                f"the weights became NaN or infinite {when}: not saved; "
+                f"{self._last_good()}; try a lower --lr or --grad-clip"
+            )
+
+    def _last_good(self) -> str:
+        if self.saved_step is None:
+            return "no checkpoint had been saved"
+        checkpoints = self.run_dir / "checkpoints"
+        return f"the last good checkpoint (after step {self.saved_step}) is kept in {checkpoints}"
 
     def restore(self) -> bool:
-        """Continue from the run directory's last checkpoint, exactly where it stopped.
+        """Continue from the run directory's last training state, exactly where it stopped
+        (at the end of an epoch or within one).
 
         Returns False, changing nothing, when the run stopped before its first checkpoint.
         """
         ckpt = self.run_dir / "checkpoints"
-        if not (ckpt / "last.state.pt").is_file():
+        if not (ckpt / STATE_FILE).is_file():
+            if (ckpt / OLD_STATE_FILE).is_file():
+                raise CheckpointError(
+                    f"{ckpt / OLD_STATE_FILE}: the training state of an older cnnlab (a "
+                    "pickle), not read: resume with that version, or train again"
+                )
             return False
-        tensors, _ = read_checkpoint(ckpt / "last.safetensors")
-        state = load_training_state(ckpt / "last.state.pt")
+        state = load_training_state(ckpt / STATE_FILE)
+        progress = state["progress"]
+        if progress is not None and self.cfg.epochs <= state["epoch"]:
+            raise CnnlabError(
+                f"--epochs {self.cfg.epochs}: the run stopped within epoch {state['epoch'] + 1}; "
+                f"expected at least {state['epoch'] + 1}"
+            )
         try:
-            self.model.load_state_dict(tensors)
+            self.model.load_state_dict(state["model"])
             self._pretrained_pending = False
         except RuntimeError:
             raise CnnlabError(
-                f"{ckpt / 'last.safetensors'}: its weights do not fit the run's config.json"
+                f"{ckpt / STATE_FILE}: its weights do not fit the run's config.json"
             ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -292,45 +387,83 @@ class Trainer:
             self.optimizer.param_groups, self.scheduler.base_lrs, lambdas
         ):
             group["lr"] = base * factor(step)
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.start_epoch = state["epoch"]
         self.best_error = state["best_error"]
-        if state.get("scaler"):
+        if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.elapsed_s = state["elapsed_s"]
         self.history = list(state["history"])
         self.commands = list(state["commands"]) + self.commands
+        self.resume_progress = progress
+        self.saved_step = state["step"]
         return True
+
+    @property
+    def resume_point(self) -> str:
+        """Where a restored run continues: 'after epoch 2 of 5', or within an epoch."""
+        epochs, progress = self.cfg.epochs, self.resume_progress
+        if progress is None:
+            return f"after epoch {self.start_epoch} of {epochs}"
+        return (
+            f"in epoch {self.start_epoch + 1} of {epochs}, after batch {progress['batch']} of "
+            f"{len(self.train_loader)} (step {self.saved_step})"
+        )
+
+    def _epoch_progress(self, epoch: int) -> EpochProgress:
+        """A new epoch's progress, or the restored one of a mid-epoch checkpoint (whose
+        running metrics, under torchrun, the first process alone carries on)."""
+        meter = ClassificationMeter(len(self.classes), device=self.device)
+        saved, self.resume_progress = self.resume_progress, None
+        if saved is None or epoch != self.start_epoch:
+            return EpochProgress(epoch, meter)
+        if self.world.is_main:
+            for name in ("confusion", "loss_sum", "top5_wrong"):
+                getattr(meter, name).copy_(saved["meter"][name])
+            meter.count = saved["meter"]["count"]
+        return EpochProgress(
+            epoch,
+            meter,
+            batch=saved["batch"],
+            seen=saved["seen"],
+            time_s=saved["time_s"],
+            lr=saved["lr"],
+            skipped=saved["skipped"],
+        )
 
     # -- the loop ----------------------------------------------------------------------
 
-    def _train_epoch(self, epoch: int) -> tuple[ClassificationMeter, float, float]:
-        """One pass over the training set: its meter, images per second, the last step's rate."""
+    def _train_epoch(self, epoch: int) -> EpochProgress:
+        """One pass over the training set (the rest of it, for a run restored within the
+        epoch), saving the training state whenever `checkpoints` says so."""
         self.model.train()
         keep_frozen_norms_in_eval(self.model)  # frozen statistics stay as loaded
-        self.train_loader.set_epoch(epoch)
+        loader = self.train_loader
+        loader.set_epoch(epoch)
         world = self.world
         if world.distributed:  # dropout: its own stream in each process, resumable with any N
             torch.manual_seed(distributed.rank_seed(self.cfg.seed, epoch, world.rank))
-        meter = ClassificationMeter(len(self.classes), device=self.device)
-        start, seen = time.perf_counter(), 0
+        p = self._epoch_progress(epoch)
+        start, time_before = time.perf_counter(), p.time_s
         bar = tqdm(
-            self.train_loader,
+            loader.batches(p.batch),
+            total=len(loader),
+            initial=p.batch,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             unit="batch",
             leave=False,
             disable=self.cfg.quiet or not world.is_main,
             dynamic_ncols=True,
         )
-        for step, (x, y) in enumerate(bar):
+        for step, (x, y) in enumerate(bar, start=p.batch):
             if self.augment is not None:
                 x = self.augment(x, seed=self.cfg.seed, epoch=epoch, step=step)
                 if world.distributed:  # the global batch was loaded whole: keep the share
                     share = world.share(y.shape[0])
                     x, y = x[share], y[share]
-            batch = self.train_loader.global_batch_length(step)
+            batch = loader.global_batch_length(step)
             with autocast(self.device, self.autocast_dtype):
                 logits, aux_logits = self.forward_with_aux(x)
                 loss = self.loss_fn(logits, y)
@@ -338,36 +471,53 @@ class Trainer:
             objective = loss + aux_loss
             if world.distributed:  # DDP's mean over processes is then the global batch's mean
                 objective = objective * world.share_weight(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(objective).backward()
-            if self.cfg.grad_clip is not None:
-                self.scaler.unscale_(self.optimizer)  # clip the true gradient
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             lr = self.optimizer.param_groups[0]["lr"]
-            self.scaler.step(self.optimizer)  # skipped when fp16 overflowed
-            self.scaler.update()
-            self.scheduler.step()
-            meter.update(logits, y, loss)  # running loss and error, in training mode
-            seen += batch
+            if all_finite(objective, world):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(objective).backward()
+                if self.cfg.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradient
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                self.scaler.step(self.optimizer)  # skipped when fp16 overflowed
+                self.scaler.update()
+                p.meter.update(logits, y, loss)  # running loss and error, in training mode
+                p.seen += batch
+            else:
+                self._stop_unless_skipping(objective, epoch, step)
+                p.skipped += 1
+            self.scheduler.step()  # the schedule follows the data, skipped batches too
+            p.batch, p.lr = step + 1, lr
+            p.time_s = time_before + time.perf_counter() - start
             if not bar.disable and step % 20 == 0:
-                rate = seen / max(time.perf_counter() - start, 1e-9)
+                rate = p.seen / max(p.time_s, 1e-9)
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:,.0f}")
+            last = p.batch == len(loader)  # the end of the epoch saves anyway
+            if not last and world.is_main and self.checkpoints.due(self.scheduler.last_epoch):
+                self._save_progress(epoch, p)
         if world.distributed:  # the figures of the global batches, in every process
-            meter.all_reduce_()
+            p.meter.all_reduce_()
             distributed.average_running_statistics_(self.model, world)
-        mean_loss = meter.loss
-        if not math.isfinite(mean_loss):
-            raise CnnlabError(
-                f"the training loss became {mean_loss} in epoch {epoch + 1}: try a lower "
-                "--lr or --grad-clip; the last good checkpoint is kept"
-            )
-        return meter, seen / max(time.perf_counter() - start, 1e-9), lr
+        return p
+
+    def _stop_unless_skipping(self, objective: torch.Tensor, epoch: int, step: int) -> None:
+        """A non-finite loss: raise NumericalError, or return to skip the batch."""
+        if self.cfg.skip_nonfinite:
+            return
+        value = objective.detach().float().sum().item()
+        found = "non-finite in another process" if math.isfinite(value) else f"{value}"
+        raise NumericalError(
+            f"the training loss became {found} at step {self.scheduler.last_epoch + 1} (epoch "
+            f"{epoch + 1}, batch {step + 1} of {len(self.train_loader)}): stopped; "
+            f"{self._last_good()}; try a lower --lr (it is {self.cfg.lr:g}) or --grad-clip, "
+            "or resume with --skip-nonfinite to skip such batches"
+        )
 
     def fit(self) -> RunResult:
         """Train the remaining epochs; under torchrun, leave the process group at the end."""
         try:
             return self._fit()
         finally:
+            self.lock.release()
             if self._owns_group:
                 distributed.destroy_process_group()
                 self._owns_group = False
@@ -379,17 +529,16 @@ class Trainer:
             load_pretrained_(self.model, cfg.init_from)
             self._pretrained_pending = False
         if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomically(self.run_dir / "config.json", cfg.to_json())
+            self._open_run_dir()
         test_loader = self._loader(self.test_set, cfg.eval_batch_size, shuffle=False)
         val_loader = self.val_set and self._loader(self.val_set, cfg.eval_batch_size, False)
         test_meter = None
         for epoch in range(self.start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            train_meter, rate, lr = self._train_epoch(epoch)
+            progress = self._train_epoch(epoch)
+            train_meter, t0 = progress.meter, time.perf_counter()
             val = val_loader and evaluate(self.model, val_loader, len(self.classes))
             test_meter = evaluate(self.model, test_loader, len(self.classes), self.loss_fn)
-            epoch_time = time.perf_counter() - t0
+            epoch_time = progress.time_s + time.perf_counter() - t0
             self.elapsed_s += epoch_time
             row = {
                 "epoch": epoch + 1,
@@ -401,9 +550,10 @@ class Trainer:
                 "test_loss": test_meter.loss,
                 "test_top1_error": test_meter.top1_error,
                 "test_top5_error": test_meter.top5_error,
-                "lr": lr,
-                "images_per_s": rate,
+                "lr": progress.lr,
+                "images_per_s": progress.seen / max(progress.time_s, 1e-9),
                 "epoch_time_s": epoch_time,
+                "skipped_batches": progress.skipped,
             }
             self.history.append(row)
             selection = row["val_top1_error"] if val else row["test_top1_error"]
@@ -458,19 +608,38 @@ class Trainer:
             "",
         ]
 
+    def _open_run_dir(self) -> None:
+        """Lock the run directory, clear what killed writes left there, write config.json."""
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock.acquire()
+            for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                stale = remove_stale_temporaries(folder) if folder.is_dir() else []
+                if stale:
+                    log.info("removed %d unfinished writes of a killed run", len(stale))
+            write_text_atomically(self.run_dir / "config.json", self.cfg.to_json())
+        except OSError as e:
+            raise CnnlabError(f"{self.run_dir}: cannot write the run ({e.strerror or e})") from None
+
     def _write_metrics(self) -> None:
         path = self.run_dir / "metrics.csv"
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.history)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.history)
+        try:
+            write_text_atomically(path, text.getvalue())
+        except OSError as e:
+            raise CnnlabError(f"{path}: not written ({e.strerror or e})") from None
 
     def _print_epoch(self, row: dict[str, Any]) -> None:
         val = f"  val err {row['val_top1_error']:.2%}" if row["val_top1_error"] is not None else ""
+        skipped = row.get("skipped_batches")
+        skipped = f"  skipped {skipped} non-finite batches" if skipped else ""
         print(
             f"epoch {row['epoch']:>3}/{self.cfg.epochs}  loss {row['train_loss']:.4f}  "
             f"train err {row['train_top1_error']:.2%}{val}  test err {row['test_top1_error']:.2%} "
             f"(top-5 {row['test_top5_error']:.2%})  lr {row['lr']:.3g}  "
-            f"{row['images_per_s']:,.0f} img/s  {row['epoch_time_s']:.1f} s",
+            f"{row['images_per_s']:,.0f} img/s  {row['epoch_time_s']:.1f} s{skipped}",
             flush=True,
         )
