@@ -21,6 +21,7 @@ FORBIDDEN = {
     "speed": {"training", "search", "viz", "cli"},
     "experiments": {"cli"},
     "serve": {"training", "cli"},
+    "export": {"training", "search", "viz", "experiments", "cli"},
     "checkpoint": {"training", "cli"},
     "registry": {"training", "cli", "checkpoint"},
 }

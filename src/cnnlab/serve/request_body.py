@@ -8,7 +8,7 @@ the server hold more than `max_bytes` of it.
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from cnnlab.serve.http_error import HttpError
 
@@ -26,17 +26,20 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     """The whole body, or 413 as soon as it is known to exceed `max_bytes`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        if not (declared.strip().isascii() and declared.strip().isdigit()):
             raise HttpError(400, f"Content-Length {declared!r}: expected a number of bytes")
         if int(declared) > max_bytes:
             raise _too_large(declared.strip(), max_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(f"more than {max_bytes}", max_bytes)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(f"more than {max_bytes}", max_bytes)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client hung up, or sent a malformed chunk
+        raise HttpError(400, f"the request body ended early, after {size} bytes") from None
     return b"".join(chunks)
 
 

@@ -30,7 +30,7 @@ def listen(host: str, port: int) -> socket.socket:
     if not 0 <= port <= 65535:
         raise CnnlabError(f"port {port}: expected 0 (any free port) to 65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio: TCP_NODELAY
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
