@@ -17,6 +17,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.models import (
     alexnet,
+    convnet,
     densenet,
     googlenet,
     lenet,
@@ -38,6 +39,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     densenet,
     mobilenet,
     shufflenet,
+    convnet,
 )
 
 

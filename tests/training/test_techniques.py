@@ -23,6 +23,7 @@ from cnnlab.training.trainer import Trainer
 
 # one cheap model of each family; each but lenet5_modern and googlenet has batch norm
 MODELS = {
+    "convnet": "convnet",
     "lenet": "lenet5_modern",
     "alexnet": "alexnet_small",
     "vgg": "vgg11_bn_small",

@@ -5,11 +5,18 @@ from __future__ import annotations
 from difflib import get_close_matches
 
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments import bottleneck, dropout, grid_vs_random
+from cnnlab.experiments import bottleneck, dropout, grid_vs_random, nas, transfer
 from cnnlab.experiments.experiment import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (dropout.EXPERIMENT, grid_vs_random.EXPERIMENT, bottleneck.EXPERIMENT)
+    e.name: e
+    for e in (
+        dropout.EXPERIMENT,
+        grid_vs_random.EXPERIMENT,
+        bottleneck.EXPERIMENT,
+        transfer.EXPERIMENT,
+        nas.EXPERIMENT,
+    )
 }
 
 

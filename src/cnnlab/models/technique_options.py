@@ -57,6 +57,7 @@ PLACES: dict[str, dict[str, Place]] = {
     },
     "alexnet": {**_STANDARD, "norm": Place("norm", ("lrn", *NORMS)), "init": _PAPER_INIT},
     "vgg": {**_STANDARD, "init": _PAPER_INIT},
+    "convnet": _STANDARD,
     "googlenet": {**_STANDARD, "norm": Place("norm", ("lrn", *NORMS), lrn_switch="lrn")},
     "resnet": {**_STANDARD, "init": _PAPER_INIT},
     "densenet": {**_STANDARD, "init": _PAPER_INIT},
