@@ -5,7 +5,15 @@ from __future__ import annotations
 from difflib import get_close_matches
 
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments import bottleneck, dropout, grid_vs_random, nas, transfer
+from cnnlab.experiments import (
+    bottleneck,
+    depth,
+    dropout,
+    grid_vs_random,
+    nas,
+    normalization,
+    transfer,
+)
 from cnnlab.experiments.experiment import Experiment
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -16,6 +24,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         bottleneck.EXPERIMENT,
         transfer.EXPERIMENT,
         nas.EXPERIMENT,
+        normalization.EXPERIMENT,
+        depth.EXPERIMENT,
     )
 }
 
