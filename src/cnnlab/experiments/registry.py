@@ -12,6 +12,8 @@ from cnnlab.experiments import (
     grid_vs_random,
     nas,
     normalization,
+    relu_vs_tanh,
+    residual_vs_plain,
     transfer,
 )
 from cnnlab.experiments.experiment import Experiment
@@ -24,6 +26,8 @@ EXPERIMENTS: dict[str, Experiment] = {
         bottleneck.EXPERIMENT,
         transfer.EXPERIMENT,
         nas.EXPERIMENT,
+        relu_vs_tanh.EXPERIMENT,
+        residual_vs_plain.EXPERIMENT,
         normalization.EXPERIMENT,
         depth.EXPERIMENT,
     )
