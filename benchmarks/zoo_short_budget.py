@@ -35,7 +35,7 @@ from cnnlab.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_MODELS = ["lenet5_modern", *list_models("*_small"), "resnet20", "densenet_bc100_k12"]
-BUDGET = dict(epochs=1, limit_train=10_000, batch_size=128)
+BUDGET = dict(epochs=1, limit_train=10_000, batch_size=128, augment=())
 
 
 def run_one(model: str, seed: int, threads: int) -> dict:

@@ -28,6 +28,8 @@ class Recipe:
     epochs: int = 10
     batch_size: int = 128
     loss: str = "cross_entropy"  # cross_entropy | mse | rbf_map
+    # the paper's augmentation of training batches, cnnlab.data.augment's specs
+    augment: tuple[str, ...] = ()
     # channels_last memory format: on only where benchmarks/speed_options.py measured it faster
     channels_last: bool = False
     note: str = ""

@@ -258,3 +258,16 @@ def test_train_flags_reach_the_config_the_trained_model_and_the_report(
     model, _ = load_checkpoint(run_dir / "checkpoints" / "last.safetensors", "cpu")
     counts = Counter(type(m).__name__ for m in model.modules())
     assert counts["Tanh"] == 4 and counts["BatchNorm2d"] == 0 and counts["AvgPool2d"] == 2
+
+
+def test_the_cifar_resnets_augment_as_the_paper_and_none_turns_it_off():
+    """He et al. 2016, Section 4.2: 4-pixel padding, random 32x32 crops, flips."""
+    recipe = get_spec("resnet20").recipe
+    assert TrainConfig.from_recipe("resnet20", recipe).augment == ("crop:4", "flip")
+    assert TrainConfig.from_recipe("plain56", get_spec("plain56").recipe).augment == (
+        "crop:4",
+        "flip",
+    )
+    assert TrainConfig.from_recipe("lenet5_modern", get_spec("lenet5_modern").recipe).augment == ()
+    assert TrainConfig.from_recipe("resnet20", recipe, augment=["none"]).augment == ()
+    assert TrainConfig.from_recipe("resnet20", recipe, augment=["flip"]).augment == ("flip",)

@@ -21,7 +21,8 @@ from cnnlab.training.trainer import Trainer
 AUGMENT_HELP = (
     "augment training batches, in this order: crop[:PAD] flip[:p=P] "
     "affine:lecun|affine:translate=T,scale=S,squeeze=Q,shear=H,rotate=DEG "
-    "elastic[:alpha=A,sigma=S] pca[:std=S] cutout[:SIZE] (see cnnlab.data.augment)"
+    "elastic[:alpha=A,sigma=S] pca[:std=S] cutout[:SIZE] (see cnnlab.data.augment); "
+    "default: the recipe's (the CIFAR ResNets: crop:4 flip); none: no augmentation"
 )
 
 

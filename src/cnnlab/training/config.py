@@ -115,6 +115,8 @@ class TrainConfig:
             )
         # a list from the command line or a JSON file; one string is one spec
         self.augment = (self.augment,) if isinstance(self.augment, str) else tuple(self.augment)
+        if self.augment == ("none",):  # no augmentation, not even the recipe's
+            self.augment = ()
         parse_augment(self.augment)
         check_label_smoothing(self.loss, self.label_smoothing)
         if self.precision not in PRECISIONS:
