@@ -278,6 +278,7 @@ def test_explain_and_visualize_mistakes_are_one_line(trained_run, digit_files, t
     base = ("explain", str(trained_run), digit_files[0], "--out", str(tmp_path))
     _one_line_error(*run(capsys, *base, "--layer", "c9")[::2], "c9", "c1")
     _one_line_error(*run(capsys, *base, "--target", "12")[::2], "--target '12'")
+    _one_line_error(*run(capsys, *base, "--target", "\u00b2")[::2], "--target '\u00b2'")
     _one_line_error(
         *run(capsys, "visualize", str(trained_run), "--out", str(tmp_path))[::2], "--filters"
     )

@@ -105,6 +105,7 @@ def test_googlenet_auxiliary_heads_count_as_classifiers():
         ("stages:6", "has 5 stages"),
         ("stages:0", "expected none, all-but-head or stages:N"),
         ("stages:two", "expected none, all-but-head or stages:N"),
+        ("stages:\u00b2", "expected none, all-but-head or stages:N"),  # a digit int() refuses
         ("head", "expected none, all-but-head or stages:N"),
     ],
 )

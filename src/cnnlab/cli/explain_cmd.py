@@ -52,7 +52,7 @@ def parse_target(text: str | None, meta: CheckpointMeta) -> int | None:
         return None
     if text in meta.classes:
         return meta.classes.index(text)
-    if text.isdigit() and int(text) < meta.num_classes:
+    if text.isascii() and text.isdigit() and int(text) < meta.num_classes:
         return int(text)
     raise CnnlabError(
         f"--target {text!r}: expected a class name or an index below {meta.num_classes} "

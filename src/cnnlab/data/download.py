@@ -94,13 +94,14 @@ def _fetch(url: str, dest: Path, verify: Check | None, timeout: float) -> None:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
+            declared = response.headers.get("Content-Length", "")
+            declared = int(declared) if declared.isascii() and declared.isdigit() else None
             received = 0
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 received += len(chunk)
-        if declared is not None and declared.isdigit() and int(declared) != received:
-            raise DataError(f"incomplete: {received:,} of {int(declared):,} bytes")
+        if declared is not None and declared != received:
+            raise DataError(f"incomplete: {received:,} of {declared:,} bytes")
         if received == 0:
             raise DataError("empty response")
         if verify is not None:

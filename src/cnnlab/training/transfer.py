@@ -40,7 +40,7 @@ def parse_freeze(policy: str) -> int | None:
     if policy in ("none", "all-but-head"):
         return None
     prefix, _, count = policy.partition(":")
-    if prefix == "stages" and count.isdigit() and int(count) >= 1:
+    if prefix == "stages" and count.isascii() and count.isdigit() and int(count) >= 1:
         return int(count)
     raise CnnlabError(f"--freeze {policy!r}: expected none, all-but-head or stages:N with N >= 1")
 
