@@ -42,12 +42,9 @@ class Swapped(Classifier):
     """`late` is registered first but runs second; its output is then changed in place."""
 
     stages = ("early", "late")
-    in_chans = 3
-    input_size = (3, 12, 12)
-    num_classes = 2
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(None, num_classes=2, input_size=(3, 12, 12))
         self.late = nn.Conv2d(4, 8, 3)
         self.early = nn.Conv2d(3, 4, 3)
         self.output = nn.Linear(8, 2)

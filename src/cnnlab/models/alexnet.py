@@ -113,12 +113,8 @@ class AlexNet(Classifier):
         in_chans: int = 3,
         image_size: tuple[int, int] = (227, 227),
     ) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, *image_size)
+        super().__init__(cfg, num_classes, (in_chans, *image_size))
         self.num_features = cfg.fc_width
         self._act = activation_class(cfg.activation)
         kernel, stride, padding, pool_padding = _STEMS[cfg.stem]

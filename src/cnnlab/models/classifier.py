@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +31,14 @@ class Classifier(nn.Module, metaclass=ABCMeta):
     input_size: tuple[int, int, int] = (1, 32, 32)  # the (C, H, W) the paper used
     fixed_input_size: bool = True  # False where global pooling accepts larger inputs
     aux_weight: float = 0.0  # loss weight of each auxiliary classifier
+
+    def __init__(self, cfg: Any, num_classes: int, input_size: tuple[int, int, int]) -> None:
+        """`cfg`: the family's config; `input_size`: the (C, H, W) the model is built for."""
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.in_chans = input_size[0]
+        self.input_size = input_size
 
     @abstractmethod
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -148,12 +148,8 @@ class ConvNet(Classifier):
         in_chans: int = 1,
         image_size: tuple[int, int] = (32, 32),
     ) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, *image_size)
+        super().__init__(cfg, num_classes, (in_chans, *image_size))
         self.fixed_input_size = cfg.head == "flatten"
         h, w = (stage_sizes(cfg, side)[-1] for side in image_size)
         channels = in_chans

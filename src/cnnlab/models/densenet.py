@@ -145,12 +145,8 @@ class DenseNet(Classifier):
         in_chans: int = 3,
         input_hw: tuple[int, int] = (224, 224),
     ) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, *input_hw)
+        super().__init__(cfg, num_classes, (in_chans, *input_hw))
         channels = cfg.stem_channels or 2 * cfg.growth_rate
         self.stem = self._stem(in_chans, channels)
         body = []

@@ -244,12 +244,8 @@ class GoogLeNet(Classifier):
         in_chans: int = 3,
         input_hw: tuple[int, int] = (224, 224),
     ) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, *input_hw)
+        super().__init__(cfg, num_classes, (in_chans, *input_hw))
         self.fixed_input_size = cfg.aux_logits  # the heads' FC reads a fixed grid
 
         def w(channels: int) -> int:

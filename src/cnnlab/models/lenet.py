@@ -70,12 +70,8 @@ class LeNet5(Classifier):
     num_features = 84
 
     def __init__(self, cfg: LeNetConfig, num_classes: int = 10, in_chans: int = 1) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, 32, 32)
+        super().__init__(cfg, num_classes, (in_chans, 32, 32))
         act = _ACTIVATIONS[cfg.activation]
         self.c1 = self._conv_block(nn.Conv2d(in_chans, 6, 5), 6, act)
         self.s2 = self._subsampling(6, act)

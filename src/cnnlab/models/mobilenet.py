@@ -140,12 +140,8 @@ class MobileNetV1(Classifier):
     fixed_input_size = False
 
     def __init__(self, cfg: MobileNetConfig, num_classes: int = 1000, in_chans: int = 3) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, cfg.resolution, cfg.resolution)
+        super().__init__(cfg, num_classes, (in_chans, cfg.resolution, cfg.resolution))
         widths = [scaled_width(c, cfg.width_mult) for c, _ in TABLE_1]
         strides = tuple(cfg.strides)
         self.conv1 = ConvNormAct(in_chans, widths[0], strides[0], cfg.norm, cfg.activation)

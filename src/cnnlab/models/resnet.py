@@ -210,12 +210,8 @@ class ResNet(Classifier):
         in_chans: int = 3,
         input_hw: tuple[int, int] = (224, 224),
     ) -> None:
-        super().__init__()
         _check_config(cfg)
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, *input_hw)
+        super().__init__(cfg, num_classes, (in_chans, *input_hw))
         block = BasicBlock if cfg.block == "basic" else Bottleneck
         stem_width = cfg.widths[0]
         imagenet = cfg.stem == "imagenet"

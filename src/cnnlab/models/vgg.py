@@ -203,15 +203,11 @@ class VGG(Classifier):
         in_chans: int = 3,
         image_size: tuple[int, int] = (224, 224),
     ) -> None:
-        super().__init__()
         _check_config(cfg)
         h, w = image_size
         if h < 32 or w < 32:
             raise CnnlabError(f"image size {h}x{w}: VGG's five pools need at least 32x32")
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = (in_chans, h, w)
+        super().__init__(cfg, num_classes, (in_chans, h, w))
         self.num_features = cfg.fc_width
         channels = in_chans
         for i, spec in enumerate(TABLE_1[cfg.configuration], start=1):
