@@ -298,3 +298,31 @@ def test_train_takes_settings_from_a_config_file_and_flags_win(mnist_data_dir, t
     _one_line_error(*run(capsys, "train", "lenet5", "--config", str(path))[::2], "lerning_rate")
     path.write_text("{not json")
     _one_line_error(*run(capsys, "train", "lenet5", "--config", str(path))[::2], "JSON")
+
+
+def test_classes_trains_on_a_subset_and_eval_scores_the_same_subset(
+    mnist_data_dir, tmp_path, capsys
+):
+    """Yosinski et al. 2014's task A: digits 0-4 only, relabelled 0..4."""
+    run_dir = tmp_path / "digits0to4"
+    common = ("--data-dir", str(mnist_data_dir), "--quiet")
+    code, _, err = run(
+        capsys, "train", "lenet5_modern", "--classes", "3,0,1,2,4", "--epochs", "1",
+        "--limit-train", "3000", "--limit-test", "500", "--out", str(run_dir), *common,
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads((run_dir / "config.json").read_text())["classes"] == ["3", "0", "1", "2", "4"]
+    code, out, err = run(capsys, "eval", str(run_dir), "--format", "json", *common[:2])
+    assert code == 0, err
+    assert "the checkpoint's 5 classes of the 10 in mnist" in err
+    result = json.loads(out)
+    assert list(result["per_class_error"]) == ["0", "1", "2", "3", "4"]  # the dataset's order
+    test = load_dataset("mnist", mnist_data_dir)[1]
+    assert result["examples"] == int((test.labels < 5).sum())  # every test digit 0-4, no other
+    assert result["top1_error"] < 0.2
+    _one_line_error(
+        *run(capsys, "train", "lenet5_modern", "--classes", "0,x", *common)[::2], "no class 'x'"
+    )
+    _one_line_error(
+        *run(capsys, "train", "lenet5_modern", "--classes", "1,1", *common)[::2], "1 named twice"
+    )

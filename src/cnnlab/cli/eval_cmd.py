@@ -20,6 +20,7 @@ import sys
 
 from cnnlab.checkpoint import CheckpointMeta, load_checkpoint
 from cnnlab.cli.tables import render
+from cnnlab.data.class_subset import keep_classes
 from cnnlab.data.loader import BatchLoader
 from cnnlab.data.sources import SOURCES, describe_source, load_dataset
 from cnnlab.device import resolve_device
@@ -69,6 +70,18 @@ def run(args: argparse.Namespace) -> int:
         )
     train, test = load_dataset(data, args.data_dir)
     dataset = test if args.split == "test" else train
+    if set(meta.classes) < set(dataset.classes):  # trained with --classes
+        print(
+            f"note: evaluating on the checkpoint's {meta.num_classes} classes of the "
+            f"{len(dataset.classes)} in {data} ({', '.join(meta.classes)})",
+            file=sys.stderr,
+        )
+        dataset = keep_classes(dataset, meta.classes)
+        if dataset.classes != tuple(meta.classes):
+            raise CnnlabError(
+                f"{data} orders the classes {', '.join(dataset.classes)}; the checkpoint "
+                f"was trained on {', '.join(meta.classes)}"
+            )
     if args.limit is not None:
         if args.limit < 1:
             raise CnnlabError(f"--limit {args.limit}: expected >= 1")

@@ -93,6 +93,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-split", type=int, help="hold out N training examples for validation")
     p.add_argument("--limit-train", type=int, help="use the first N training examples")
     p.add_argument("--limit-test", type=int, help="use the first N test examples")
+    p.add_argument(
+        "--classes",
+        metavar="NAMES",
+        help="train and test on these classes only, e.g. 0,1,2,3,4 (relabelled in the "
+        "dataset's order; the checkpoint's classes are these)",
+    )
     p.add_argument("--augment", nargs="+", metavar="SPEC", help=AUGMENT_HELP)
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     add_arithmetic_options(p)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cnnlab.data.augment import parse_augment
+from cnnlab.data.class_subset import class_names
 from cnnlab.data.preprocessing import Preprocessing
 from cnnlab.errors import CnnlabError
 from cnnlab.precision import PRECISIONS
@@ -55,6 +56,7 @@ class TrainConfig:
     limit_train: int | None = None  # use only the first N training examples
     limit_test: int | None = None  # use only the first N test examples
     augment: tuple[str, ...] = ()  # training-batch augmentations, cnnlab.data.augment's specs
+    classes: tuple[str, ...] = ()  # train and test on these classes only, relabelled 0..k-1
     init_from: str | None = None  # a checkpoint: start from its weights but the classifier's
     freeze: str = "none"  # none | all-but-head | stages:N (cnnlab.training.transfer)
     backbone_lr_mult: float = 1.0  # the backbone's learning rate is lr times this
@@ -85,7 +87,7 @@ class TrainConfig:
         hints = get_type_hints(type(self))
         for f in fields(self):
             value = getattr(self, f.name)
-            if not (f.name == "augment" and isinstance(value, str)) and not _conforms(
+            if not (f.name in ("augment", "classes") and isinstance(value, str)) and not _conforms(
                 value, hints[f.name]
             ):
                 raise CnnlabError(f"{f.name}={value!r:.60}: expected {_describe(hints[f.name])}")
@@ -118,6 +120,7 @@ class TrainConfig:
         if self.augment == ("none",):  # no augmentation, not even the recipe's
             self.augment = ()
         parse_augment(self.augment)
+        self.classes = class_names(self.classes) if self.classes else ()
         check_label_smoothing(self.loss, self.label_smoothing)
         if self.precision not in PRECISIONS:
             raise CnnlabError(

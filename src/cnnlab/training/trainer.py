@@ -37,6 +37,7 @@ from tqdm import tqdm
 from cnnlab.atomic_file import remove_stale_temporaries, write_text_atomically
 from cnnlab.checkpoint import CheckpointMeta, save_checkpoint
 from cnnlab.data.augment import Augment
+from cnnlab.data.class_subset import keep_classes
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.loader import BatchLoader
 from cnnlab.data.sources import DIGIT_SOURCES, load_dataset
@@ -242,6 +243,8 @@ class Trainer:
     def _datasets(self) -> tuple[ImageDataset, ImageDataset | None, ImageDataset]:
         cfg = self.cfg
         train, test = load_dataset(cfg.data, cfg.data_dir)
+        if cfg.classes:
+            train, test = keep_classes(train, cfg.classes), keep_classes(test, cfg.classes)
         if cfg.limit_train is not None:
             train = train.subset(slice(0, cfg.limit_train))
         if cfg.limit_test is not None:
