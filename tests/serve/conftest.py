@@ -8,10 +8,12 @@ one pass over 6,000 real MNIST digits (batches of 32, about 10 s on one core; ab
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,21 +50,36 @@ def mnist_test_digits(mnist_data_dir) -> tuple[np.ndarray, np.ndarray]:
     return test.images[:40, 0].numpy(), test.labels[:40].numpy()
 
 
-@pytest.fixture(scope="session")
-def served(lenet_checkpoint, tmp_path_factory):
-    """`cnnlab serve CHECKPOINT --port 0` as a subprocess: (its URL, the line it printed)."""
-    log = tmp_path_factory.mktemp("serve") / "stderr.txt"
+@contextlib.contextmanager
+def _serving(
+    checkpoint: Path, log: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """`cnnlab serve CHECKPOINT --port 0 OPTIONS` as a subprocess, its stderr in `log`:
+    (the process, its URL, the line it printed); terminated on leaving."""
+    command = [sys.executable, "-m", "cnnlab", "serve", str(checkpoint), "--port", "0", *options]
     with open(log, "w") as stderr:
-        command = [sys.executable, "-m", "cnnlab", "serve", str(lenet_checkpoint), "--port", "0"]
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 120)
         line = proc.stdout.readline() if ready else ""
         match = re.search(r"serving on (http://\S+) \(", line)
         if match is None:
             pytest.fail(f"cnnlab serve did not start: {line!r} {log.read_text()}")
-        yield match.group(1), line
+        yield proc, match.group(1), line
     finally:
         proc.terminate()
         proc.wait(30)
         proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """`with start_server(checkpoint, log, *options, env=None) as (process, url, line)`."""
+    return _serving
+
+
+@pytest.fixture(scope="session")
+def served(lenet_checkpoint, tmp_path_factory):
+    """`cnnlab serve CHECKPOINT --port 0` as a subprocess: (its URL, the line it printed)."""
+    with _serving(lenet_checkpoint, tmp_path_factory.mktemp("serve") / "stderr.txt") as served:
+        yield served[1:]

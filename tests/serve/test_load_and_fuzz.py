@@ -28,11 +28,9 @@ import json
 import os
 import random
 import re
-import select
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -113,25 +111,14 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(lenet_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(
+    lenet_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory, start_server
+) -> Iterator[Server]:
     """`cnnlab serve CHECKPOINT --port 0 --threads 1` as a process of its own."""
     log = tmp_path_factory.mktemp("load") / "server-stderr.txt"
-    command = [sys.executable, "-m", "cnnlab", "serve", str(lenet_checkpoint)]
-    command += ["--port", "0", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with open(log, "w") as stderr:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 120)
-        line = proc.stdout.readline() if ready else ""
-        match = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line)
-        if match is None:
-            pytest.fail(f"cnnlab serve did not start: {line!r} {log.read_text()}")
-        yield Server(int(match.group(1)), proc, log)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        proc.stdout.close()
+    with start_server(lenet_checkpoint, log, "--threads", "1", env=env) as (proc, url, _):
+        yield Server(int(url.rsplit(":", 1)[1]), proc, log)
 
 
 # ---- the images ------------------------------------------------------------------------------
