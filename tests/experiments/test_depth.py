@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.cli.main import main
 from cnnlab.experiments.depth import ABLATIONS, FC_WIDTH, MODEL, WIDTHS, build
 from cnnlab.registry import create_model
 
@@ -46,14 +45,10 @@ def test_the_full_network_is_the_registered_one_and_each_removal_drops_its_layer
 
 @pytest.mark.slow
 def test_the_report_gives_each_change_against_the_full_network_and_the_verdict_adds_them(
-    cifar10_data_dir, monkeypatch, tmp_path, capsys
+    cifar10_data_dir, monkeypatch, run_experiment
 ):
     monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
-    out = tmp_path / "depth"
-    assert main(["experiment", "depth", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("depth: "))
-    report = (out / "report.md").read_text()
+    verdict, report, out = run_experiment("depth")
     rows = {
         name: (int(layers), float(train), float(test), float(change))
         for name, layers, train, test, change in re.findall(

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import re
 
-from cnnlab.cli.main import main
 
-
-def test_the_report_gives_both_gaps_and_the_verdict_follows_them(mnist_env, tmp_path, capsys):
-    out = tmp_path / "dropout"
-    assert main(["experiment", "dropout", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("dropout: "))
-    report = (out / "report.md").read_text()
+def test_the_report_gives_both_gaps_and_the_verdict_follows_them(mnist_env, run_experiment):
+    verdict, report, out = run_experiment("dropout")
     rows = dict(
         (rate, (float(train), float(test), float(gap)))
         for rate, train, test, gap in re.findall(

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import re
 
-from cnnlab.cli.main import main
 from cnnlab.experiments.grid_vs_random import space
 
 
-def test_the_grid_tries_three_learning_rates_and_random_nine(mnist_env, tmp_path, capsys):
-    out = tmp_path / "search"
-    assert main(["experiment", "search", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("search: "))
+def test_the_grid_tries_three_learning_rates_and_random_nine(mnist_env, run_experiment):
+    verdict, report, out = run_experiment("search")
     assert re.fullmatch(
         r"search: random search found a lower validation error than the grid in [01] of 1 "
         r"comparison at the same budget of 9 trials",
         verdict,
     )
-    report = (out / "report.md").read_text()
     row = re.search(r"\| 0 \| ([\d.]+)% \| 3 \| ([\d.]+)% \| 9 \|", report)
     assert row, report  # 3 distinct learning rates on the grid, 9 at random
     grid, random = (float(v) for v in row.groups())

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.cli.main import main
 from cnnlab.experiments.normalization import BUDGETS, NORMS, TRAINS_BELOW, build
 from cnnlab.layers import LocalResponseNorm
 
@@ -58,13 +57,9 @@ def _percent(cell: str) -> float:
 
 @pytest.mark.slow
 def test_the_sweep_stops_where_it_should_and_the_verdict_follows_the_limits(
-    mnist_env, tmp_path, capsys
+    mnist_env, run_experiment
 ):
-    out = tmp_path / "normalization"
-    assert main(["experiment", "normalization", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("normalization: "))
-    report = (out / "report.md").read_text()
+    verdict, report, out = run_experiment("normalization")
     budget = BUDGETS["small"]
     rates, epochs = budget.rates, budget.epochs
 

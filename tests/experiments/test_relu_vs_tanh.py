@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.cli.main import main
 from cnnlab.experiments.relu_vs_tanh import BUDGETS, FourLayerNet
 
 
@@ -30,14 +29,10 @@ def test_the_network_has_cuda_convnets_four_layers_and_the_activation_is_its_onl
 
 @pytest.mark.slow
 def test_the_report_names_its_target_and_the_verdict_follows_the_iterations(
-    cifar10_data_dir, monkeypatch, tmp_path, capsys
+    cifar10_data_dir, monkeypatch, run_experiment
 ):
     monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
-    out = tmp_path / "relu-vs-tanh"
-    assert main(["experiment", "relu-vs-tanh", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("relu-vs-tanh: "))
-    report = (out / "report.md").read_text()
+    verdict, report, out = run_experiment("relu-vs-tanh")
     budget = BUDGETS["small"]
     target = f"{budget.target:.0%}"
     assert f"until the running training error reached **{target}**" in report

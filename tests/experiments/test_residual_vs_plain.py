@@ -7,20 +7,15 @@ import re
 
 import pytest
 
-from cnnlab.cli.main import main
 from cnnlab.experiments.residual_vs_plain import BUDGETS, NETWORKS
 
 
 @pytest.mark.slow
 def test_the_four_networks_trained_and_the_verdict_follows_their_training_errors(
-    cifar10_data_dir, monkeypatch, tmp_path, capsys
+    cifar10_data_dir, monkeypatch, run_experiment
 ):
     monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
-    out = tmp_path / "residual-vs-plain"
-    assert main(["experiment", "residual-vs-plain", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("residual-vs-plain: "))
-    report = (out / "report.md").read_text()
+    verdict, report, out = run_experiment("residual-vs-plain")
     rows = {
         name: (float(train), float(test))
         for name, train, test in re.findall(

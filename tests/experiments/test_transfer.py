@@ -7,19 +7,14 @@ import re
 import pytest
 
 from cnnlab.checkpoint import read_checkpoint
-from cnnlab.cli.main import main
 
 PERCENT = r" \| ([\d.]+)%"
 ROW = r"\| ([\d,]+)" + PERCENT * 4 + r" \| ([+-][\d.]+) points \|"
 
 
 @pytest.mark.slow
-def test_the_table_gives_each_method_and_the_verdict_follows_it(mnist_env, tmp_path, capsys):
-    out = tmp_path / "transfer"
-    assert main(["experiment", "transfer", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in printed if line.startswith("transfer: "))
-    report = (out / "report.md").read_text()
+def test_the_table_gives_each_method_and_the_verdict_follows_it(mnist_env, run_experiment):
+    verdict, report, out = run_experiment("transfer")
     rows = {
         int(n.replace(",", "")): tuple(float(v) for v in values)
         for n, *values in re.findall(ROW, report)
