@@ -35,6 +35,7 @@ EXAMPLE = """examples:
   cnnlab train lenet5_modern --model-arg norm=none --model-arg dropout=0.3
   cnnlab train lenet5_modern --norm none --act tanh --dropout 0.2 --label-smoothing 0.1
   cnnlab train lenet5_modern --augment affine:lecun elastic:alpha=34,sigma=4
+  cnnlab train lenet5_modern --classes 0,1,2,3,4   (digits 0-4 only, labelled 0-4)
   cnnlab train --resume runs/quick --epochs 6
   cnnlab train resnet20 --data cifar10 --checkpoint-minutes 10
                                 (a kill or a power cut costs at most 10 minutes: --resume
