@@ -198,7 +198,8 @@ def _outcome(
         f"with {few} examples per class transfer {'won' if gap[few] > 0 else 'did not win'} "
         f"({best[few][1]} {best[few][0]:.2%} against {scratch[few]:.2%} from scratch"
         + ("" if best[few][1] == FROZEN else f"; frozen features {frozen[few]:.2%}")
-        + f"); with {many:,} the gap {'narrowed' if gap[many] < gap[few] else 'did not narrow'}"
+        + f"); with {many:,} transfer's gain "
+        f"{'shrank' if gap[many] < gap[few] else 'did not shrink'}"
         f" ({100 * gap[few]:+.2f} -> {100 * gap[many]:+.2f} points) and fine-tuning "
         f"{'beat' if tuned[many] < frozen[many] else 'did not beat'} frozen features "
         f"({tuned[many]:.2%} against {frozen[many]:.2%})"
