@@ -46,3 +46,10 @@ def cifar10_data_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture
+def cifar10_env(cifar10_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point CNNLAB_DATA at the real CIFAR-10 (JPEG copy) for the duration of one test."""
+    monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
+    return cifar10_data_dir

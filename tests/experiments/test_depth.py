@@ -45,9 +45,8 @@ def test_the_full_network_is_the_registered_one_and_each_removal_drops_its_layer
 
 @pytest.mark.slow
 def test_the_report_gives_each_change_against_the_full_network_and_the_verdict_adds_them(
-    cifar10_data_dir, monkeypatch, run_experiment
+    cifar10_env, run_experiment
 ):
-    monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
     verdict, report, out = run_experiment("depth")
     rows = {
         name: (int(layers), float(train), float(test), float(change))

@@ -29,9 +29,8 @@ def test_the_network_has_cuda_convnets_four_layers_and_the_activation_is_its_onl
 
 @pytest.mark.slow
 def test_the_report_names_its_target_and_the_verdict_follows_the_iterations(
-    cifar10_data_dir, monkeypatch, run_experiment
+    cifar10_env, run_experiment
 ):
-    monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
     verdict, report, out = run_experiment("relu-vs-tanh")
     budget = BUDGETS["small"]
     target = f"{budget.target:.0%}"

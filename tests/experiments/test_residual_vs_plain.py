@@ -12,9 +12,8 @@ from cnnlab.experiments.residual_vs_plain import BUDGETS, NETWORKS
 
 @pytest.mark.slow
 def test_the_four_networks_trained_and_the_verdict_follows_their_training_errors(
-    cifar10_data_dir, monkeypatch, run_experiment
+    cifar10_env, run_experiment
 ):
-    monkeypatch.setenv("CNNLAB_DATA", str(cifar10_data_dir))
     verdict, report, out = run_experiment("residual-vs-plain")
     rows = {
         name: (float(train), float(test))
