@@ -39,7 +39,6 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab.data.preprocessing import MNIST_32
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     ACTIVATIONS,
@@ -50,9 +49,9 @@ from cnnlab.layers import (
     init_weights_,
     make_norm,
 )
+from cnnlab.models import lenet
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.variant import Variant
-from cnnlab.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -211,15 +210,8 @@ class ConvNet(Classifier):
         init_weights_(self.output, self.cfg.init)
 
 
-RECIPE = Recipe(
-    preprocessing=MNIST_32,
-    optimizer="adam",
-    lr=2e-3,
-    momentum=0.9,
-    weight_decay=0.0,
-    schedule="onecycle",
-    epochs=15,
-    batch_size=128,
+RECIPE = replace(
+    lenet.VARIANTS["lenet5_modern"].recipe,
     note="Not from a paper: lenet5_modern's recipe, so that a searched net and "
     "lenet5_modern differ in their architecture only.",
 )
