@@ -30,6 +30,9 @@ class Recipe:
     loss: str = "cross_entropy"  # cross_entropy | mse | rbf_map
     # the paper's augmentation of training batches, cnnlab.data.augment's specs
     augment: tuple[str, ...] = ()
+    # the datasets that augmentation was written for (empty: any); on other data it stays
+    # off unless asked for, since a flip or crop can change what a digit is
+    augment_for: tuple[str, ...] = ()
     # channels_last memory format: on only where benchmarks/speed_options.py measured it faster
     channels_last: bool = False
     note: str = ""

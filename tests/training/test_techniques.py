@@ -263,11 +263,25 @@ def test_train_flags_reach_the_config_the_trained_model_and_the_report(
 def test_the_cifar_resnets_augment_as_the_paper_and_none_turns_it_off():
     """He et al. 2016, Section 4.2: 4-pixel padding, random 32x32 crops, flips."""
     recipe = get_spec("resnet20").recipe
-    assert TrainConfig.from_recipe("resnet20", recipe).augment == ("crop:4", "flip")
-    assert TrainConfig.from_recipe("plain56", get_spec("plain56").recipe).augment == (
-        "crop:4",
-        "flip",
-    )
+    on_cifar = TrainConfig.from_recipe("resnet20", recipe, data="cifar10")
+    assert on_cifar.augment == ("crop:4", "flip") and "is off" not in on_cifar.recipe_note
+    plain = TrainConfig.from_recipe("plain56", get_spec("plain56").recipe, data="cifar10")
+    assert plain.augment == ("crop:4", "flip")
     assert TrainConfig.from_recipe("lenet5_modern", get_spec("lenet5_modern").recipe).augment == ()
     assert TrainConfig.from_recipe("resnet20", recipe, augment=["none"]).augment == ()
     assert TrainConfig.from_recipe("resnet20", recipe, augment=["flip"]).augment == ("flip",)
+
+
+def test_a_recipe_augments_only_the_data_it_was_written_for(caplog):
+    """Flipped or shifted digits are not the CIFAR recipe's augmentation: on MNIST or an
+    image folder it stays off, says so in the run's notes, and --augment still asks for it."""
+    recipe = get_spec("resnet20").recipe
+    with caplog.at_level("INFO"):
+        on_mnist = TrainConfig.from_recipe("resnet20", recipe, data="mnist")
+    assert on_mnist.augment == ()
+    assert "augmentation (crop:4 flip) is for cifar10, so it is off on mnist" in caplog.text
+    assert "so it is off on mnist" in on_mnist.recipe_note
+    on_folder = TrainConfig.from_recipe("resnet20", recipe, data="photos/")
+    assert on_folder.augment == () and "off on photos/" in on_folder.recipe_note
+    asked = TrainConfig.from_recipe("resnet20", recipe, data="mnist", augment=["crop:2"])
+    assert asked.augment == ("crop:2",) and "is off" not in asked.recipe_note

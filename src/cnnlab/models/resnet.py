@@ -33,7 +33,8 @@ Deviations from the paper:
   does not say where they go).
 - Training recipes cannot express the paper's ImageNet augmentation (scale
   augmentation, 224 crops, flips, colour augmentation; the CIFAR recipe has its 4-pixel
-  padding, random 32x32 crops and flips), its per-pixel mean subtraction (per-channel
+  padding, random 32x32 crops and flips, on CIFAR-10 only: on MNIST or an image folder
+  it stays off unless `--augment` asks for it), its per-pixel mean subtraction (per-channel
   mean/std here), its "divide by 10 when the error plateaus" (fixed milestones here), or
   resnet110's 400 iterations of warm-up at rate 0.01; see each recipe's note.
 """
@@ -280,8 +281,8 @@ _CIFAR_NOTE = (
     "epochs 82 and 123 (the multistep default, 1/2 and 3/4 of the run; 64k iterations "
     "= 163.8 epochs). On the paper's 45k/5k train/val split (352 steps per epoch) the "
     "same schedule is 182 epochs with drops at 91 and 136. Augmentation as the paper's: "
-    "4-pixel padding, random 32x32 crops, horizontal flips (`--augment none` turns it "
-    "off). Not expressed: per-pixel mean subtraction (per-channel mean/std here)."
+    "4-pixel padding, random 32x32 crops, horizontal flips, on CIFAR-10 only (`--augment "
+    "none` turns it off there, `--augment crop:4 flip` on other data). Not expressed: per-pixel mean subtraction (per-channel mean/std here)."
 )
 _WARMUP_NOTE = (
     " For the 110-layer net the paper warms up at rate 0.01 until the training error "
@@ -314,6 +315,7 @@ def _cifar_recipe(warmup_note: bool = False) -> Recipe:
         epochs=164,
         batch_size=128,
         augment=("crop:4", "flip"),
+        augment_for=("cifar10",),
         channels_last=True,  # resnet20 trains 1.25x as fast: benchmarks/results/speed_options.md
         note=_CIFAR_NOTE + (_WARMUP_NOTE if warmup_note else ""),
     )

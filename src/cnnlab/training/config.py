@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import math
 import numbers
 import types
@@ -20,6 +21,8 @@ from cnnlab.precision import PRECISIONS
 from cnnlab.recipe import Recipe
 from cnnlab.training.losses import check_label_smoothing
 from cnnlab.training.transfer import parse_freeze
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,6 +82,17 @@ class TrainConfig:
         if unknown:
             raise CnnlabError(f"unknown training settings {sorted(unknown)}")
         base.update({k: v for k, v in overrides.items() if v is not None})
+        if overrides.get("augment") is None and recipe.augment_for:
+            data = base.get("data", cls.data)
+            if data not in recipe.augment_for:
+                off = (
+                    f"the recipe's augmentation ({' '.join(recipe.augment)}) is for "
+                    f"{', '.join(recipe.augment_for)}, so it is off on {data}; "
+                    "--augment asks for it"
+                )
+                log.info(off)
+                base["augment"] = ()
+                base["recipe_note"] += f" On this run, {off}."
         cfg = cls(model=model, **base)
         cfg.validate()
         return cfg
