@@ -282,7 +282,8 @@ _CIFAR_NOTE = (
     "= 163.8 epochs). On the paper's 45k/5k train/val split (352 steps per epoch) the "
     "same schedule is 182 epochs with drops at 91 and 136. Augmentation as the paper's: "
     "4-pixel padding, random 32x32 crops, horizontal flips, on CIFAR-10 only (`--augment "
-    "none` turns it off there, `--augment crop:4 flip` on other data). Not expressed: per-pixel mean subtraction (per-channel mean/std here)."
+    "none` turns it off there, `--augment crop:4 flip` on other data). Not expressed: "
+    "per-pixel mean subtraction (per-channel mean/std here)."
 )
 _WARMUP_NOTE = (
     " For the 110-layer net the paper warms up at rate 0.01 until the training error "
