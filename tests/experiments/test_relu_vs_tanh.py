@@ -29,8 +29,9 @@ def test_the_network_has_cuda_convnets_four_layers_and_the_activation_is_its_onl
 
 @pytest.mark.slow
 def test_the_report_names_its_target_and_the_verdict_follows_the_iterations(
-    cifar10_env, run_experiment
+    cifar10_env, run_experiment, caplog
 ):
+    caplog.set_level("INFO", logger="cnnlab.experiments.relu_vs_tanh")
     verdict, report, out = run_experiment("relu-vs-tanh")
     budget = BUDGETS["small"]
     target = f"{budget.target:.0%}"
@@ -41,6 +42,8 @@ def test_the_report_names_its_target_and_the_verdict_follows_the_iterations(
     )
     for activation in ("relu", "tanh"):  # every rate of the sweep ran
         assert sorted(float(r[1]) for r in rows if r[0] == activation) == sorted(budget.lrs)
+    progress = re.findall(r"relu-vs-tanh: (relu|tanh) at lr ([\d.e-]+): ", caplog.text)
+    assert progress == [r[:2] for r in rows]  # each run said how it ended, as it ended
     for _, _, _, iterations, epochs, _ in rows:
         assert abs(float(epochs) - int(iterations.replace(",", "")) / per_epoch) < 0.006
     chosen = {r[0]: int(r[3].replace(",", "")) for r in rows if r[5].strip() == "fastest: chosen"}

@@ -33,6 +33,7 @@ training batches as they were trained on, here over the last epoch's worth of it
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ SEED = 0
 MOMENTUM = 0.9
 # 0-255 pixels minus the per-channel mean: (x / 255 - mean) / (1 / 255)
 PIXELS_MINUS_MEAN = Preprocessing(mode="meanstd", mean=CIFAR10.mean, std=(1 / 255,) * 3)
+
+log = logging.getLogger(__name__)
 
 
 class FourLayerNet(nn.Module):
@@ -155,6 +158,11 @@ def sweep(data: ImageDataset, activation: str, budget: Budget) -> list[Run]:
         run = train_until(data, activation, lr, budget, cap)
         if run.reached is not None:
             cap = min(cap, run.reached)
+            how = f"{budget.target:.0%} at iteration {run.reached:,}"
+        else:
+            how = f"{'diverged' if run.diverged else 'stopped'} after {run.iterations:,}"
+        log.info("relu-vs-tanh: %s at lr %g: %s (%.2f epochs)", activation, lr, how,
+                 run.iterations / per_epoch)  # fmt: skip
         runs.append(run)
     return runs
 
