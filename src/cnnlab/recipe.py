@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from cnnlab.data.preprocessing import Preprocessing
+from cnnlab.data.preprocessing import MNIST_32, Preprocessing
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,19 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The zoo's short recipe for its 32x32 variants of ImageNet networks, trained on MNIST padded
+# to 32x32: a family takes it whole or with `dataclasses.replace` (its own rate, say).
+SHORT_RECIPE_32 = Recipe(
+    preprocessing=MNIST_32,
+    optimizer="sgd",
+    lr=0.05,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    epochs=15,
+    batch_size=128,
+    note="Not from the paper: the zoo's short recipe for 32x32 inputs (one cycle, 15 epochs).",
+)

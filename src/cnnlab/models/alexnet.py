@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab.data.preprocessing import IMAGENET, MNIST_32
+from cnnlab.data.preprocessing import IMAGENET
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     ACTIVATIONS,
@@ -69,7 +69,7 @@ from cnnlab.layers import (
 )
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.variant import PaperFigure, Variant
-from cnnlab.recipe import Recipe
+from cnnlab.recipe import SHORT_RECIPE_32, Recipe
 
 
 @dataclass(frozen=True)
@@ -302,17 +302,7 @@ VARIANTS: dict[str, Variant] = {
             norm_at=(1, 2, 3, 4, 5),
             init="default",
         ),
-        Recipe(
-            preprocessing=MNIST_32,
-            optimizer="sgd",
-            lr=0.05,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="onecycle",
-            epochs=15,
-            batch_size=128,
-        ),
+        SHORT_RECIPE_32,
         "AlexNet for 32x32: 5x5/1 stem, padded pools, half widths, 512-unit FCs, batch norm",
         num_classes=10,
         input_size=(3, 32, 32),

@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab.data.preprocessing import IMAGENET, MNIST_32
+from cnnlab.data.preprocessing import IMAGENET
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     ACTIVATIONS,
@@ -67,7 +67,7 @@ from cnnlab.layers import (
 )
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.variant import PaperFigure, Variant
-from cnnlab.recipe import Recipe
+from cnnlab.recipe import SHORT_RECIPE_32, Recipe
 
 
 @dataclass(frozen=True)
@@ -447,16 +447,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "googlenet_small": Variant(
         replace(_BN, stem="small", width=0.5),
-        Recipe(
-            preprocessing=MNIST_32,
-            optimizer="sgd",
-            lr=0.05,
-            momentum=0.9,
-            weight_decay=5e-4,
-            schedule="onecycle",
-            epochs=15,
-            batch_size=128,
-        ),
+        replace(SHORT_RECIPE_32, nesterov=False),
         "GoogLeNet for 32x32: 3x3 stem without the first pool, half widths, batch norm",
         num_classes=10,
         input_size=(3, 32, 32),

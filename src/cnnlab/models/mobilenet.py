@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab.data.preprocessing import IMAGENET, MNIST_32
+from cnnlab.data.preprocessing import IMAGENET
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     ACTIVATIONS,
@@ -53,7 +53,7 @@ from cnnlab.layers import (
 from cnnlab.layers import conv2d as make_conv2d
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.variant import PaperFigure, Variant
-from cnnlab.recipe import Recipe
+from cnnlab.recipe import SHORT_RECIPE_32, Recipe
 
 # Table 1, one row per layer: (output channels, stride). Row 0 is the full 3x3
 # convolution; rows 1-13 are depthwise-separable layers (the depthwise conv has the
@@ -293,17 +293,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "mobilenet_v1_small": Variant(
         MobileNetConfig(width_mult=0.5, resolution=32, strides=SMALL_STRIDES),
-        Recipe(
-            preprocessing=MNIST_32,
-            optimizer="sgd",
-            lr=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="onecycle",
-            epochs=15,
-            batch_size=128,
-        ),
+        replace(SHORT_RECIPE_32, lr=0.1),
         "MobileNet v1 at width 0.5 for 32x32 inputs: conv1 and sep12 at stride 1",
         num_classes=10,
         input_size=(3, 32, 32),

@@ -52,7 +52,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from cnnlab.data.preprocessing import IMAGENET, MNIST_32
+from cnnlab.data.preprocessing import IMAGENET
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     ACTIVATIONS,
@@ -65,7 +65,7 @@ from cnnlab.layers import (
 )
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.variant import PaperFigure, Variant
-from cnnlab.recipe import Recipe
+from cnnlab.recipe import SHORT_RECIPE_32, Recipe
 
 # Table 1, the convolutional part of each configuration: one tuple per block
 # (the blocks are separated by the five max pools), in the paper's notation
@@ -284,19 +284,6 @@ def _paper_recipe(configuration: str, batch_norm: bool) -> Recipe:
     )
 
 
-SMALL_RECIPE = Recipe(
-    preprocessing=MNIST_32,
-    optimizer="sgd",
-    lr=0.05,
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=5e-4,
-    schedule="onecycle",
-    epochs=15,
-    batch_size=128,
-    note="Not from the paper: a short modern recipe for 32x32 inputs (batch norm, one cycle).",
-)
-
 # name: (Table 1 column, Table 2's printed parameter count, description)
 _PAPER_NETS = {
     "vgg11": ("A", "133M", "VGG configuration A: 8 conv 3x3 + 3 FC (11 weight layers)"),
@@ -345,14 +332,14 @@ VARIANTS: dict[str, Variant] = {
     **_paper_variants(),
     "vgg11_bn_small": Variant(
         VGGConfig(configuration="A", norm="batch", fc_width=512, init="default"),
-        SMALL_RECIPE,
+        SHORT_RECIPE_32,
         "VGG configuration A with batch norm for 32x32 inputs: FC-512, FC-512, FC-10",
         num_classes=10,
         input_size=(3, 32, 32),
     ),
     "vgg16_bn_small": Variant(
         VGGConfig(configuration="D", norm="batch", fc_width=512, init="default"),
-        SMALL_RECIPE,
+        SHORT_RECIPE_32,
         "VGG configuration D with batch norm for 32x32 inputs: FC-512, FC-512, FC-10",
         num_classes=10,
         input_size=(3, 32, 32),
