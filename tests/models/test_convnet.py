@@ -93,6 +93,46 @@ def test_convs_kernels_pooling_norm_and_head_are_what_the_config_says():
         model.validate_input((3, 28, 28))
 
 
+def test_halving_after_the_first_conv_runs_the_rest_of_the_stage_at_the_smaller_size():
+    """The speed runs' stage (Page 2018; Jordan 2024): conv, pool, norm, activation, conv..."""
+    end = create_model("convnet", widths=[8, 16], kernels=[3, 3], convs=2, in_chans=3)
+    first = create_model(
+        "convnet", widths=[8, 16], kernels=[3, 3], convs=2, halve_at="first", in_chans=3
+    )
+    assert stage_shapes(first, (3, 32, 32)) == stage_shapes(end, (3, 32, 32))
+    assert [name for name, _ in first.stage1.conv1.named_children()] == [
+        "conv", "pool", "norm", "act"
+    ]  # fmt: skip
+    assert "pool" not in dict(first.stage1.named_children())
+    # each stage's second convolution sees a quarter of the positions
+    assert (
+        measure(end, (3, 32, 32))["macs"]
+        == (
+            32 * 32 * 8 * 3 * 9 + 32 * 32 * 8 * 8 * 9 + 16 * 16 * 16 * 8 * 9 + 16 * 16 * 16 * 16 * 9
+        )
+        + 16 * 10
+    )
+    assert (
+        measure(first, (3, 32, 32))["macs"]
+        == (32 * 32 * 8 * 3 * 9 + 16 * 16 * 8 * 8 * 9 + 16 * 16 * 16 * 8 * 9 + 8 * 8 * 16 * 16 * 9)
+        + 16 * 10
+    )
+    strided = create_model("convnet", widths=[8], kernels=[3], convs=2, halve_at="first",
+                           downsample="stride")  # fmt: skip
+    assert [c.stride for c in convs_of(strided)] == [(2, 2), (1, 1)]
+
+
+def test_the_speedrun_variant_is_the_public_cifar10_speed_runs_plain_net():
+    model = create_model("convnet_speedrun")
+    assert model.input_size == (3, 32, 32)
+    assert stage_shapes(model, (3, 32, 32)) == [(64, 16, 16), (256, 8, 8), (256, 4, 4)]
+    assert isinstance(model.pool, nn.AdaptiveMaxPool2d) and model.num_features == 256
+    assert sum(isinstance(m, nn.GELU) for m in model.modules()) == 6
+    convs = 32 * 32 * 64 * 3 * 9 + 16 * 16 * 64 * 64 * 9 + 16 * 16 * 256 * 64 * 9
+    convs += 8 * 8 * 256 * 256 * 9 + 8 * 8 * 256 * 256 * 9 + 4 * 4 * 256 * 256 * 9
+    assert measure(model, (3, 32, 32))["macs"] == convs + 256 * 10 == 133_892_608
+
+
 def test_json_lists_from_the_command_line_become_tuples():
     model = create_model("convnet", widths=[8, 16], kernels=[5, 5], hidden=[])
     assert model.cfg.widths == (8, 16) and model.cfg.kernels == (5, 5) and model.cfg.hidden == ()
@@ -114,7 +154,8 @@ def test_json_lists_from_the_command_line_become_tuples():
         ({"convs": 0}, r"^convs=0: expected a positive integer$"),
         ({"padding": "full"}, r"^padding='full': expected one of same, valid$"),
         ({"downsample": "none"}, r"^downsample='none': expected one of max, avg, stride$"),
-        ({"head": "max"}, r"^head='max': expected one of avg, flatten$"),
+        ({"head": "min"}, r"^head='min': expected one of avg, max, flatten$"),
+        ({"halve_at": "last"}, r"^halve_at='last': expected one of end, first$"),
         ({"norm": "lrn"}, r"^norm='lrn': expected one of batch, layer"),
         ({"dropout": 1.0}, r"^dropout=1.0: expected a probability in \[0, 1\)$"),
         (

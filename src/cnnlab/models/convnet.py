@@ -16,6 +16,13 @@ Variants:
   stages of one 3x3 convolution (same padding) with 32, 64 and 128 maps, each followed
   by batch norm, ReLU and a 2x2 max pool (32 -> 16 -> 8 -> 4), global average pooling
   and a linear classifier; lenet5_modern's recipe.
+- `convnet_speedrun`: the plain layout of the public CIFAR-10 speed runs (Page 2018, "How
+  to train your ResNet"; Jordan 2024, "94% on CIFAR-10 in 3.29 seconds on a single GPU",
+  arXiv:2404.00498) for 32x32 colour images: three stages of two 3x3 convolutions with
+  64, 256 and 256 maps, the maps halved by a max pool right after each stage's first
+  convolution, batch norm and GELU after every convolution, a global max pool and a
+  linear classifier. Not those runs' whitening stem, identity initialisation, output
+  scaling or test-time flips; what it reaches on this machine is in docs/speed.md.
 
 Deviations from the paper:
 - Zoph and Le's controller chooses, layer by layer, the filter height and width (1, 3,
@@ -39,6 +46,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from cnnlab.data.preprocessing import CIFAR10
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import (
     ACTIVATIONS,
@@ -52,6 +60,7 @@ from cnnlab.layers import (
 from cnnlab.models import lenet
 from cnnlab.models.classifier import Classifier
 from cnnlab.models.variant import Variant
+from cnnlab.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -64,9 +73,12 @@ class ConvNetConfig:
     padding: str = "same"  # same (pad k // 2: the size is kept) | valid (none, as LeNet-5)
     downsample: str = "max"  # each stage halves the maps by: max | avg (2x2 pool) | stride
     # (stride: its last convolution has stride 2 instead of a pool after it)
+    # where in a stage the maps halve: after its last convolution (end: LeNet-5, VGG) or its
+    # first (first: the CIFAR-10 speed runs', whose later convolutions run at the halved size)
+    halve_at: str = "end"
     norm: str = "batch"  # after every convolution, before its activation: a make_norm kind
     activation: str = "relu"  # after every convolution and hidden fully connected layer
-    head: str = "avg"  # the last maps to features: avg (global average pool) | flatten
+    head: str = "avg"  # the last maps to features: avg | max (global pooling) | flatten
     hidden: tuple[int, ...] = ()  # widths of hidden fully connected layers (LeNet-5: 120, 84)
     dropout: float = 0.0  # before each fully connected layer, the classifier's included
     init: str = "default"  # a scheme of cnnlab.layers.init (default: PyTorch's)
@@ -75,9 +87,10 @@ class ConvNetConfig:
 _CHOICES = {
     "padding": ("same", "valid"),
     "downsample": ("max", "avg", "stride"),
+    "halve_at": ("end", "first"),
     "norm": NORMS,
     "activation": tuple(ACTIVATIONS),
-    "head": ("avg", "flatten"),
+    "head": ("avg", "max", "flatten"),
     "init": INIT_SCHEMES,
 }
 
@@ -116,17 +129,23 @@ def _check_config(cfg: ConvNetConfig) -> None:
         raise CnnlabError(f"dropout={cfg.dropout}: expected a probability in [0, 1)")
 
 
+def halving_conv(cfg: ConvNetConfig) -> int:
+    """The convolution of each stage (1-based) after which, or by whose stride, the maps halve."""
+    return 1 if cfg.halve_at == "first" else cfg.convs
+
+
 def stage_sizes(cfg: ConvNetConfig, size: int) -> list[int]:
     """The length of the maps after each stage along one side of the input, `size` long."""
     sizes = []
+    halving = halving_conv(cfg)
     for i, kernel in enumerate(cfg.kernels, start=1):
         padding = kernel // 2 if cfg.padding == "same" else 0
         try:
-            for j in range(cfg.convs):
-                strided = cfg.downsample == "stride" and j == cfg.convs - 1
+            for j in range(1, cfg.convs + 1):
+                strided = cfg.downsample == "stride" and j == halving
                 size = conv_output_size(size, kernel, 2 if strided else 1, padding)
-            if cfg.downsample != "stride":
-                size = conv_output_size(size, 2, 2)
+                if cfg.downsample != "stride" and j == halving:
+                    size = conv_output_size(size, 2, 2)
         except CnnlabError:
             raise CnnlabError(
                 f"widths={list(cfg.widths)}, kernels={list(cfg.kernels)}, convs={cfg.convs}, "
@@ -156,8 +175,8 @@ class ConvNet(Classifier):
             self.add_module(f"stage{i}", self._stage(channels, width, kernel))
             channels = width
         self.stages = tuple(f"stage{i}" for i in range(1, len(cfg.widths) + 1))
-        if cfg.head == "avg":
-            self.pool = nn.AdaptiveAvgPool2d(1)
+        if cfg.head in ("avg", "max"):
+            self.pool = (nn.AdaptiveAvgPool2d if cfg.head == "avg" else nn.AdaptiveMaxPool2d)(1)
             features = channels
         else:
             self.pool = nn.Identity()
@@ -176,20 +195,29 @@ class ConvNet(Classifier):
         init_weights_(self, cfg.init)
 
     def _stage(self, cin: int, cout: int, kernel: int) -> nn.Sequential:
-        """`convs` x (conv -> norm -> activation), then a 2x2 pool unless the last conv strides."""
+        """`convs` x (conv -> norm -> activation), halving the maps by a 2x2 pool after the
+        stage (halve_at end) or right after its first conv (halve_at first), or by a stride."""
         cfg = self.cfg
         padding = kernel // 2 if cfg.padding == "same" else 0
+        halving = halving_conv(cfg)
+        pooled = cfg.downsample != "stride"
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         for j in range(1, cfg.convs + 1):
-            stride = 2 if cfg.downsample == "stride" and j == cfg.convs else 1
+            stride = 2 if not pooled and j == halving else 1
             conv = nn.Conv2d(cin, cout, kernel, stride, padding, bias=cfg.norm == "none")
-            unit = OrderedDict(conv=conv, norm=make_norm(cfg.norm, cout))
+            unit: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
+            if pooled and j == halving and cfg.halve_at == "first":
+                unit["pool"] = self._pool()
+            unit["norm"] = make_norm(cfg.norm, cout)
             unit["act"] = activation_class(cfg.activation)()
             layers[f"conv{j}"] = nn.Sequential(unit)
             cin = cout
-        if cfg.downsample != "stride":
-            layers["pool"] = (nn.MaxPool2d if cfg.downsample == "max" else nn.AvgPool2d)(2)
+        if pooled and cfg.halve_at == "end":
+            layers["pool"] = self._pool()
         return nn.Sequential(layers)
+
+    def _pool(self) -> nn.Module:
+        return (nn.MaxPool2d if self.cfg.downsample == "max" else nn.AvgPool2d)(2)
 
     def _dropout(self) -> list[nn.Module]:
         return [nn.Dropout(self.cfg.dropout)] if self.cfg.dropout > 0 else []
@@ -201,7 +229,7 @@ class ConvNet(Classifier):
         # (N, C, 32, 32) -> stage i: (N, widths[i - 1], 32 / 2^i, 32 / 2^i) with same padding
         for name in self.stages:
             x = getattr(self, name)(x)
-        x = self.pool(x).flatten(1)  # -> (N, widths[-1]) (avg) or (N, widths[-1] * h * w)
+        x = self.pool(x).flatten(1)  # -> (N, widths[-1]) (avg, max) or (N, widths[-1] * h * w)
         return self.fc(x)  # -> (N, hidden[-1]), or unchanged without hidden layers
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -216,6 +244,22 @@ RECIPE = replace(
     "lenet5_modern differ in their architecture only.",
 )
 
+SPEEDRUN_RECIPE = Recipe(
+    preprocessing=CIFAR10,
+    optimizer="sgd",
+    lr=0.05,  # 0.2 (resnet20's budget rate) trained slower over 4 epochs of 10,000 images
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    schedule="onecycle",
+    epochs=30,
+    batch_size=256,
+    augment=("crop:4", "flip"),
+    augment_for=("cifar10",),
+    note="Not from a paper: benchmarks/cifar10_budget.py's plan (SGD with Nesterov momentum, "
+    "one cycle, crops and flips), which sizes the epochs to a wall-clock budget.",
+)
+
 VARIANTS: dict[str, Variant] = {
     "convnet": Variant(
         ConvNetConfig(),
@@ -223,6 +267,20 @@ VARIANTS: dict[str, Variant] = {
         "configurable plain CNN (NAS search space): 3 stages of 3x3 conv 32-64-128, BN, max pool",
         num_classes=10,
         input_size=(1, 32, 32),
+    ),
+    "convnet_speedrun": Variant(
+        ConvNetConfig(
+            widths=(64, 256, 256),
+            convs=2,
+            halve_at="first",
+            activation="gelu",
+            head="max",
+        ),
+        SPEEDRUN_RECIPE,
+        "the CIFAR-10 speed runs' plain net: 2x(3x3 conv) per stage, 64-256-256, pool after "
+        "the first, BN, GELU, global max pool",
+        num_classes=10,
+        input_size=(3, 32, 32),
     ),
 }
 
