@@ -8,7 +8,8 @@ schedule (Smith and Topin 2019) anneals over exactly those epochs, as the public
 speed runs do; SGD with Nesterov momentum, weight decay 5e-4, label smoothing 0.1, random
 crops (pad 4) and flips. The clock runs from loading the (cached) data to the last test
 evaluation; should a run overshoot, it stops at the first epoch past the budget. Writes
-benchmarks/results/cifar10_budget-<M>min.{json,md}.
+benchmarks/results/cifar10_budget-<M>min.{json,md}, with `-<model>` after the minutes for a
+model other than the default resnet20.
 
 `--dataset mnist` runs the same plan on MNIST (padded to 32x32), with LeCun et al. 1998's
 affine distortions (`affine:lecun`) in place of crops and flips, for issue 6's "best MNIST
@@ -17,6 +18,7 @@ test error in 10 minutes"; it writes benchmarks/results/mnist_budget-<M>min.{jso
     python benchmarks/cifar10_budget.py --minutes 15
     python benchmarks/cifar10_budget.py --minutes 60 --model resnet20 --precision fp32
     python benchmarks/cifar10_budget.py --dataset mnist --minutes 10
+    python benchmarks/cifar10_budget.py --minutes 15 --model convnet_speedrun --lr 0.05
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from cnnlab.training.config import TrainConfig
 from cnnlab.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_MODEL = "resnet20"
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="cifar10")
     parser.add_argument("--minutes", type=float, default=15)
-    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--data", default="../shared/datasets")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, help="instead of the planned number")
@@ -116,8 +119,8 @@ def main() -> None:
         augment=data.augment, eval_batch_size=1000, threads=args.threads,
         precision=args.precision, channels_last=args.channels_last, quiet=True, seed=0, **mnist,
     )  # fmt: skip
-    tag = f"{args.minutes:g}min"
-    run_dir = Path("runs") / f"bench-{data.name}-{args.model}-{tag}"
+    run_dir = Path("runs") / f"bench-{data.name}-{args.model}-{args.minutes:g}min"
+    tag = f"{args.minutes:g}min" + ("" if args.model == DEFAULT_MODEL else f"-{args.model}")
     shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
     history: list[dict] = []
@@ -155,7 +158,10 @@ def main() -> None:
         f"{'' if data.name == 'cifar10' else ' --dataset ' + data.name} --minutes {args.minutes:g} "
         f"--model {args.model} --precision {args.precision}"
         f"{f' --epochs {args.epochs}' if args.epochs else ''}"
-        f"{'' if args.channels_last else ' --no-channels-last'}",
+        + "".join(f" --{name.replace('_', '-')} {getattr(args, name):g}"
+                  for name in ("lr", "batch_size")
+                  if getattr(args, name) != parser.get_default(name))
+        + f"{'' if args.channels_last else ' --no-channels-last'}",
         "history": history,
     }  # fmt: skip
     RESULTS.mkdir(exist_ok=True)
