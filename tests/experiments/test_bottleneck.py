@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from cnnlab.analysis.paper import measure
 from cnnlab.cli.main import main
+from cnnlab.experiments import registry
 from cnnlab.experiments.bottleneck import direct, expected_macs, with_bottleneck
 
 
@@ -46,3 +48,20 @@ def test_an_unknown_experiment_is_one_line_naming_the_known_ones(capsys):
     assert err.count("\n") == 1 and "did you mean 'bottleneck'" in err
     assert main(["experiment"]) == 2
     assert "--list" in capsys.readouterr().err
+
+
+def test_an_interrupted_experiment_says_it_wrote_no_report_and_exits_130(
+    tmp_path, capsys, monkeypatch
+):
+    def interrupted(out, budget):
+        raise KeyboardInterrupt
+
+    stopped = dataclasses.replace(registry.EXPERIMENTS["bottleneck"], run=interrupted)
+    monkeypatch.setitem(registry.EXPERIMENTS, "bottleneck", stopped)
+    assert main(["experiment", "bottleneck", "--out", str(tmp_path / "b")]) == 130
+    err = capsys.readouterr().err
+    assert err == (
+        "cnnlab: interrupted; experiment bottleneck wrote no report: the same command runs it "
+        "again from the start\n"
+    )
+    assert not (tmp_path / "b" / "report.md").exists()

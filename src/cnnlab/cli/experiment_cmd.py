@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/experiment-{experiment.name}")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    outcome = experiment.run(out, args.budget)
+    try:
+        outcome = experiment.run(out, args.budget)
+    except KeyboardInterrupt:  # the training runs of an experiment keep no checkpoints
+        print(f"cnnlab: interrupted; experiment {experiment.name} wrote no report: the same "
+              "command runs it again from the start", file=sys.stderr)  # fmt: skip
+        return 130
     seconds = time.perf_counter() - start
     command = "cnnlab " + shlex.join(args.argv)
     report = write_report(out, command, experiment, args.budget, outcome, seconds)
