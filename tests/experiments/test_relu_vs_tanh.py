@@ -38,17 +38,19 @@ def test_the_report_names_its_target_and_the_verdict_follows_the_iterations(
     assert f"until the running training error reached **{target}**" in report
     per_epoch = int(re.search(r"\((\d+) iterations per epoch\)", report).group(1))
     rows = re.findall(
-        r"\| (relu|tanh) \| ([\d.e-]+) \| (> )?([\d,]+) \| (?:> )?([\d.]+) \| ([^|]+) \|", report
+        r"\| (relu|tanh) \| ([\d.e-]+) \| (> )?([\d,]+) \| (?:> )?([\d.]+) \| ([\d.]+%|-) \| "
+        r"([^|]+) \|",
+        report,
     )
     for activation in ("relu", "tanh"):  # every rate of the sweep ran
         assert sorted(float(r[1]) for r in rows if r[0] == activation) == sorted(budget.lrs)
     progress = re.findall(r"relu-vs-tanh: (relu|tanh) at lr ([\d.e-]+): ", caplog.text)
     assert progress == [r[:2] for r in rows]  # each run said how it ended, as it ended
-    for _, _, _, iterations, epochs, _ in rows:
+    for _, _, _, iterations, epochs, _, _ in rows:
         assert abs(float(epochs) - int(iterations.replace(",", "")) / per_epoch) < 0.006
-    chosen = {r[0]: int(r[3].replace(",", "")) for r in rows if r[5].strip() == "fastest: chosen"}
+    chosen = {r[0]: int(r[3].replace(",", "")) for r in rows if r[6].strip() == "fastest: chosen"}
     assert "relu" in chosen, report  # the small budget's target is within ReLU's reach
-    for activation, _, stopped, iterations, _, _ in rows:  # no run that reached it was faster
+    for activation, _, stopped, iterations, _, _, _ in rows:  # no run that reached it was faster
         assert stopped or int(iterations.replace(",", "")) >= chosen[activation]
     relu = chosen["relu"]
     if "tanh" in chosen:
@@ -69,3 +71,12 @@ def test_the_report_names_its_target_and_the_verdict_follows_the_iterations(
     assert sum(line.startswith("relu,") for line in curves) == sum(
         int(r[3].replace(",", "")) for r in rows if r[0] == "relu"
     )
+    last = {}  # each run's running error at its end, from its curve
+    for line in curves[1:]:
+        activation, lr, _, error = line.split(",")
+        last[activation, float(lr)] = float(error)
+    for activation, lr, _, iterations, _, error, _ in rows:  # the table says how far each got
+        if iterations == "0":
+            assert error == "-"  # diverged at its first step
+        else:
+            assert abs(float(error[:-1]) / 100 - last[activation, float(lr)]) < 6e-5

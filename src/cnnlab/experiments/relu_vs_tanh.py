@@ -160,7 +160,9 @@ def sweep(data: ImageDataset, activation: str, budget: Budget) -> list[Run]:
             cap = min(cap, run.reached)
             how = f"{budget.target:.0%} at iteration {run.reached:,}"
         else:
-            how = f"{'diverged' if run.diverged else 'stopped'} after {run.iterations:,}"
+            how = f"{'diverged' if run.diverged else 'stopped'} after {run.iterations:,}" + (
+                f", running error {run.errors[-1]:.2%}" if run.errors else ""
+            )
         log.info("relu-vs-tanh: %s at lr %g: %s (%.2f epochs)", activation, lr, how,
                  run.iterations / per_epoch)  # fmt: skip
         runs.append(run)
@@ -190,8 +192,9 @@ def run(out: Path, budget_name: str) -> Outcome:
         f"iterations per epoch), until the running training error reached **{target}** (at "
         f"most {budget.max_epochs} epochs); every rate of the sweep for each activation:",
         "",
-        f"| activation | learning rate | iterations to {target} | epochs | run |",
-        "|---|---:|---:|---:|---|",
+        f"| activation | learning rate | iterations to {target} | epochs | running error at "
+        "its end | run |",
+        "|---|---:|---:|---:|---:|---|",
         *[
             _row(r, r is best[a], per_epoch, budget.max_epochs * per_epoch)
             for a in ACTIVATIONS
@@ -220,7 +223,8 @@ def _row(r: Run, chosen: bool, per_epoch: int, cap: int) -> str:
         count, epochs = f"> {r.iterations:,}", f"> {r.iterations / per_epoch:.2f}"
         end = "diverged" if r.diverged else "stopped: slower than the fastest"
         end = "not reached within the budget" if r.iterations >= cap else end
-    return f"| {r.activation} | {r.lr:g} | {count} | {epochs} | {end} |"
+    last = f"{r.errors[-1]:.2%}" if r.errors else "-"  # a miss: how far it got by the cap
+    return f"| {r.activation} | {r.lr:g} | {count} | {epochs} | {last} | {end} |"
 
 
 def _verdict(best: dict[str, Run | None], budget: Budget, per_epoch: int) -> tuple[str, str | None]:
