@@ -59,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         outcome = experiment.run(out, args.budget)
-    except KeyboardInterrupt:  # the training runs of an experiment keep no checkpoints
+    except KeyboardInterrupt:
+        again = (
+            f"continues from the parts it finished, kept in {out}"
+            if experiment.continues
+            else "runs it again from the start"
+        )
         print(f"cnnlab: interrupted; experiment {experiment.name} wrote no report: the same "
-              "command runs it again from the start", file=sys.stderr)  # fmt: skip
+              f"command {again}", file=sys.stderr)  # fmt: skip
         return 130
     seconds = time.perf_counter() - start
     command = "cnnlab " + shlex.join(args.argv)

@@ -32,6 +32,7 @@ from cnnlab.data.preprocessing import CIFAR10
 from cnnlab.data.sources import describe_source, load_dataset
 from cnnlab.device import resolve_device
 from cnnlab.experiments.experiment import Experiment, Outcome
+from cnnlab.experiments.parts import FinishedParts
 from cnnlab.layers import conv2d
 from cnnlab.registry import create_model, get_spec
 from cnnlab.training.evaluate import evaluate
@@ -132,6 +133,19 @@ def _train(model: nn.Module, train: ImageDataset, test: ImageDataset, budget: Bu
     return {"curve": curve, "train": train_error, "test": curve[-1][1]}
 
 
+def _ablation(name: str, train: ImageDataset, test: ImageDataset, budget: Budget,
+              device: torch.device) -> dict:  # fmt: skip
+    """The network `name` of ABLATIONS: its costs, then its errors once trained."""
+    removed = ABLATIONS[name]
+    model = build(removed)
+    costs = measure(model, INPUT)
+    result = {**_train(model.to(device), train, test, budget), "layers": 8 - len(removed),
+              "params": int(costs["params"]), "macs": int(costs["macs"]),
+              "fc_share": costs["params_fc_share"]}  # fmt: skip
+    log.info("depth: %s: test error %.2f%%", name, 100 * result["test"])
+    return result
+
+
 def run(out: Path, budget_name: str) -> Outcome:
     budget = BUDGETS[budget_name]
     train, test = load_dataset("cifar10")
@@ -140,15 +154,11 @@ def run(out: Path, budget_name: str) -> Outcome:
     if budget.limit_test is not None:
         test = test.subset(slice(0, budget.limit_test))
     device = resolve_device("auto")
-    results = {}
-    for name, removed in ABLATIONS.items():
-        model = build(removed)
-        costs = measure(model, INPUT)
-        model.to(device)
-        results[name] = {**_train(model, train, test, budget), "layers": 8 - len(removed),
-                         "params": int(costs["params"]), "macs": int(costs["macs"]),
-                         "fc_share": costs["params_fc_share"]}  # fmt: skip
-        log.info("depth: %s: test error %.2f%%", name, 100 * results[name]["test"])
+    parts = FinishedParts(out, budget)
+    results = {
+        name: parts.get(name, lambda name=name: _ablation(name, train, test, budget, device))
+        for name in ABLATIONS
+    }
     full = results["full"]
     change = {name: 100 * (r["test"] - full["test"]) for name, r in results.items()}
     save_figure(_figure(results), out / "depth.png")
@@ -216,6 +226,7 @@ def run(out: Path, budget_name: str) -> Outcome:
         figures=[
             ("training and test error of each network, and its test error per epoch", "depth.png")
         ],
+        earlier_seconds=parts.reused_seconds,
     )
 
 
@@ -255,4 +266,5 @@ EXPERIMENT = Experiment(
         + f", {f'{b.limit_test:,}' if b.limit_test else 'all 10,000'} test images, one seed"
         for name, b in BUDGETS.items()
     },
+    continues=True,
 )

@@ -29,6 +29,7 @@ class Outcome:
     findings: list[str]  # Markdown lines: tables, measured figures
     against_the_source: list[str]  # where the measurement agrees or differs, and why
     figures: list[tuple[str, str]] = field(default_factory=list)  # (caption, file in DIR)
+    earlier_seconds: float = 0.0  # what the parts an interrupted earlier run finished took
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,20 @@ class Experiment:
     source: str
     run: Callable[[Path, str], Outcome]  # (output folder, budget) -> outcome
     budgets: dict[str, str] = field(default_factory=dict)  # budget -> what it means here
+    continues: bool = False  # an interrupted run's finished parts are kept (see .parts)
 
 
 def write_report(out: Path, command: str, experiment: Experiment, budget: str, outcome: Outcome,
                  seconds: float) -> Path:  # fmt: skip
-    """DIR/report.md: the command, the claim and its source, the verdict, the findings."""
+    """DIR/report.md: the command, the claim and its source, the verdict, the findings.
+    `seconds` is this run's; the parts an earlier, interrupted run finished add theirs."""
+    earlier = outcome.earlier_seconds
+    took = f"{seconds + earlier:.1f} s" + (
+        f" ({earlier:.1f} s of it in an earlier run whose finished parts this one read "
+        "back)"
+        if earlier
+        else ""
+    )
     lines = [
         f"# Experiment `{experiment.name}`",
         "",
@@ -53,7 +63,7 @@ def write_report(out: Path, command: str, experiment: Experiment, budget: str, o
         f"- Claim: {experiment.claim}",
         f"- Source: {experiment.source}",
         f"- Budget: {budget} ({experiment.budgets.get(budget, '')})",
-        f"- Ran {time.strftime('%Y-%m-%d %H:%M')} in {seconds:.1f} s on {platform.machine()} "
+        f"- Ran {time.strftime('%Y-%m-%d %H:%M')} in {took} on {platform.machine()} "
         f"{platform.system()}, PyTorch threads: {torch.get_num_threads()}, PyTorch "
         f"{torch.__version__}",
         "",

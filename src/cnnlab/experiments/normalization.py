@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -40,6 +40,7 @@ from cnnlab.data.preprocessing import MNIST_32, Preprocessing
 from cnnlab.data.sources import load_dataset
 from cnnlab.device import resolve_device
 from cnnlab.experiments.experiment import Experiment, Outcome
+from cnnlab.experiments.parts import FinishedParts
 from cnnlab.layers import LocalResponseNorm, make_norm
 from cnnlab.registry import create_model
 from cnnlab.training.metrics import ClassificationMeter
@@ -121,12 +122,17 @@ def train(model: nn.Module, data: ImageDataset, lr: float, budget: Budget, seed:
     return Run(tuple(errors), finite=True)
 
 
-def sweep(norm: str, data: ImageDataset, budget: Budget, device: torch.device) -> dict[float, Run]:
+def sweep(norm: str, data: ImageDataset, budget: Budget, device: torch.device,
+          parts: FinishedParts) -> dict[float, Run]:  # fmt: skip
     """The runs of `norm` from the lowest rate up, until one diverges or fails above a rate
-    that trained."""
+    that trained; each is a part of the experiment (read back if an earlier run did it)."""
     runs: dict[float, Run] = {}
     for lr in budget.rates:
-        runs[lr] = train(build(norm).to(device), data, lr, budget)
+        saved = parts.get(
+            f"{norm} at lr {lr:g}",
+            lambda lr=lr: asdict(train(build(norm).to(device), data, lr, budget)),
+        )
+        runs[lr] = Run(tuple(saved["errors"]), saved["finite"])
         log.info("normalization: %s at lr %g: %s", norm, lr, _cell(runs[lr], budget.epochs))
         trained_below = any(r.trains(budget.epochs) for r in runs.values())
         if not runs[lr].finite or (trained_below and not runs[lr].trains(budget.epochs)):
@@ -153,7 +159,8 @@ def run(out: Path, budget_name: str) -> Outcome:
     if budget.limit_train is not None:
         train_set = train_set.subset(slice(0, budget.limit_train))
     device = resolve_device("auto")
-    sweeps = {norm: sweep(norm, train_set, budget, device) for norm in NORMS}
+    parts = FinishedParts(out, budget)
+    sweeps = {norm: sweep(norm, train_set, budget, device, parts) for norm in NORMS}
     common, top, epochs = budget.rates[0], budget.rates[-1], budget.epochs
     highest = {norm: highest_rate(runs, epochs) for norm, runs in sweeps.items()}
     curves = {norm: sweeps[norm][common] for norm in NORMS}
@@ -235,6 +242,7 @@ def run(out: Path, budget_name: str) -> Outcome:
                 "normalization.png",
             )
         ],
+        earlier_seconds=parts.reused_seconds,
     )
 
 
@@ -304,4 +312,5 @@ EXPERIMENT = Experiment(
         f"{', '.join(f'{lr:g}' for lr in b.rates)}, one seed"
         for name, b in BUDGETS.items()
     },
+    continues=True,
 )

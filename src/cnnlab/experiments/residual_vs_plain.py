@@ -14,6 +14,7 @@ network has the lower. The training error is the trainer's: the running error of
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from cnnlab.registry import get_spec
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.trainer import Trainer
 from cnnlab.viz.save import save_figure
+
+log = logging.getLogger(__name__)
 
 NETWORKS = ("plain20", "plain56", "resnet20", "resnet56")
 TITLES = {"plain20": "plain-20", "plain56": "plain-56", "resnet20": "ResNet-20",
@@ -50,24 +53,38 @@ BUDGETS = {
 }
 
 
-def _train(out: Path, name: str, budget: Budget) -> tuple[list[dict], str, int]:
-    """One network's per-epoch history, the data's source and the iterations per epoch."""
+def _train(out: Path, name: str, budget: Budget) -> tuple[list[dict], str, int, float]:
+    """One network's per-epoch history, the data's source, the iterations per epoch, and the
+    seconds an earlier, interrupted run of the experiment had trained it: its run directory
+    DIR/NAME, if it holds the same configuration, continues from its last checkpoint."""
     cfg = TrainConfig.from_recipe(
         name, get_spec(name).recipe, data="cifar10", epochs=budget.epochs, lr=budget.lr,
         batch_size=budget.batch_size,
         limit_train=budget.limit_train, limit_test=budget.limit_test, augment=budget.augment,
         milestones=_milestones(budget), channels_last=True, seed=0, quiet=True,
     )  # fmt: skip
-    trainer = Trainer(cfg, out / name, f"cnnlab experiment residual-vs-plain: {name}")
+    run_dir = out / name
+    trainer = Trainer(cfg, run_dir, f"cnnlab experiment residual-vs-plain: {name}")
+    earlier = 0.0
+    if _saved_config(run_dir) == trainer.cfg.to_json() and trainer.restore():
+        log.info("residual-vs-plain: %s continues %s", name, trainer.resume_point)
+        earlier = trainer.elapsed_s
     result = trainer.fit()
-    return result.history, trainer.train_set.source, len(trainer.train_loader)
+    return result.history, trainer.train_set.source, len(trainer.train_loader), earlier
+
+
+def _saved_config(run_dir: Path) -> str | None:
+    try:
+        return (run_dir / "config.json").read_text()
+    except OSError:
+        return None
 
 
 def run(out: Path, budget_name: str) -> Outcome:
     budget = BUDGETS[budget_name]
     trained = {name: _train(out, name, budget) for name in NETWORKS}
-    history = {name: h for name, (h, _, _) in trained.items()}
-    _, source, per_epoch = trained[NETWORKS[0]]
+    history = {name: h for name, (h, _, _, _) in trained.items()}
+    _, source, per_epoch, _ = trained[NETWORKS[0]]
     final = {n: (h[-1]["train_top1_error"], h[-1]["test_top1_error"]) for n, h in history.items()}
     save_figure(_figure(history, per_epoch), out / "residual_vs_plain.png")
     iterations = budget.epochs * per_epoch
@@ -107,6 +124,7 @@ def run(out: Path, budget_name: str) -> Outcome:
         figures=[("training error (dashed) and test error (solid) against iterations, plain "
                   "networks left, residual right (the paper's Figure 6)",
                   "residual_vs_plain.png")],
+        earlier_seconds=sum(earlier for _, _, _, earlier in trained.values()),
     )  # fmt: skip
 
 
@@ -194,4 +212,5 @@ EXPERIMENT = Experiment(
         f"{f'{b.limit_test:,}' if b.limit_test else 'all 10,000'} images"
         for name, b in BUDGETS.items()
     },
+    continues=True,
 )
