@@ -50,8 +50,7 @@ def write_report(out: Path, command: str, experiment: Experiment, budget: str, o
     `seconds` is this run's; the parts an earlier, interrupted run finished add theirs."""
     earlier = outcome.earlier_seconds
     took = f"{seconds + earlier:.1f} s" + (
-        f" ({earlier:.1f} s of it in an earlier run whose finished parts this one read "
-        "back)"
+        f" ({earlier:.1f} s of it in an earlier run whose finished parts this one read back)"
         if earlier
         else ""
     )
